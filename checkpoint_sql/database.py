@@ -1,0 +1,181 @@
+"""One database, reached through a sync and an async engine, running operations.
+
+An *operation* is a plain function ``op(conn, *args)`` taking a sync SQLAlchemy
+`Connection`. `Database.run` calls it in a transaction on the sync engine;
+`Database.arun` calls the very same function through `AsyncConnection.run_sync`
+(SQLAlchemy's greenlet bridge), so every operation is written once and the async path
+never touches a thread pool. Each call is one transaction on a pooled connection; no
+lock of our own serialises callers.
+
+The saver and the companion stores share one `Database`, hence one pool per engine.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from sqlalchemy.engine import URL, Connection, Engine
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from checkpoint_sql import dialects, engines
+from checkpoint_sql.errors import ConfigurationError, EngineUnreachableError, SchemaNotReadyError
+
+T = TypeVar("T")
+Target = str | URL | Engine | AsyncEngine | None
+
+
+class Database:
+    """The engines of one database and the transactions operations run in.
+
+    `target` is a URL (or None for `$CHECKPOINT_SQL_URL` / the embedded default), an
+    `Engine`, or an `AsyncEngine`; `async_engine` may add the async side to a sync
+    `Engine`. Engines passed in are borrowed (never disposed here); the missing side
+    is created from the same URL on first use, and owned.
+    """
+
+    def __init__(
+        self,
+        target: Target = None,
+        *,
+        async_engine: AsyncEngine | None = None,
+        options: engines.EngineOptions | None = None,
+    ) -> None:
+        self.options = options or engines.EngineOptions()
+        self._sync: Engine | None = None
+        self._async: AsyncEngine | None = None
+        self._owned: list[Engine | AsyncEngine] = []
+        self._lock = threading.Lock()
+        if isinstance(target, AsyncEngine):
+            if async_engine is not None:
+                raise ConfigurationError("pass one AsyncEngine, either positionally or as async_engine=")
+            self._async = target
+        elif isinstance(target, Engine):
+            self._sync, self._async = target, async_engine
+        else:
+            if async_engine is not None:
+                raise ConfigurationError("async_engine= goes with a sync Engine, not with a URL")
+            self.url = engines.resolve(target)
+            engines.driver_pair(self.url)  # refuse an unsupported URL now, not on first use
+        if self._sync is not None or self._async is not None:
+            self.url = self._check_same_database()
+        self.family: dialects.Family = dialects.family_of(engines.backend_of(self.url))
+
+    def _check_same_database(self) -> URL:
+        urls = [e.url for e in (self._sync, self._async) if e is not None]
+        bare = {u.set(drivername=engines.backend_of(u)).render_as_string(hide_password=False) for u in urls}
+        if len(bare) > 1:
+            raise ConfigurationError(
+                "the sync and async engines point at different databases: "
+                + " vs ".join(engines.mask(u) for u in urls)
+            )
+        return urls[0]
+
+    @property
+    def masked_url(self) -> str:
+        return engines.mask(self.url)
+
+    # --- engines --------------------------------------------------------------------
+
+    @property
+    def sync_engine(self) -> Engine:
+        if self._sync is None:
+            with self._lock:
+                if self._sync is None:
+                    engine = engines.create_engine_pair(self.url, self.options, want_async=False)
+                    assert isinstance(engine, Engine)
+                    self._owned.append(engine)
+                    self._sync = engine
+        return self._sync
+
+    @property
+    def async_engine(self) -> AsyncEngine:
+        if self._async is None:
+            with self._lock:
+                if self._async is None:
+                    engine = engines.create_engine_pair(self.url, self.options, want_async=True)
+                    assert isinstance(engine, AsyncEngine)
+                    self._owned.append(engine)
+                    self._async = engine
+        return self._async
+
+    # --- running operations ---------------------------------------------------------
+
+    def run(self, op: Callable[..., T], *args: Any, write: bool = False, snapshot: bool = False) -> T:
+        """Run `op(conn, *args)` in one transaction on the sync engine and commit."""
+        try:
+            conn = self.sync_engine.connect()
+        except DBAPIError as exc:
+            raise self._unreachable(exc) from exc
+        try:
+            with conn, conn.begin():
+                return self._in_transaction(conn, op, args, write, snapshot)
+        except DBAPIError as exc:
+            self._translate(exc)
+            raise
+
+    async def arun(self, op: Callable[..., T], *args: Any, write: bool = False, snapshot: bool = False) -> T:
+        """Run the same `op(conn, *args)` in one transaction on the async engine."""
+        conn = self.async_engine.connect()
+        try:
+            await conn.start()
+        except DBAPIError as exc:
+            raise self._unreachable(exc) from exc
+        try:
+            async with conn.begin():
+                return await conn.run_sync(self._in_transaction, op, args, write, snapshot)
+        except DBAPIError as exc:
+            self._translate(exc)
+            raise
+        finally:
+            await conn.close()
+
+    def _in_transaction(
+        self, conn: Connection, op: Callable[..., T], args: tuple[Any, ...], write: bool, snapshot: bool
+    ) -> T:
+        first = dialects.begin_sql(self.family, write=write, snapshot=snapshot)
+        if first is not None:
+            conn.exec_driver_sql(first)
+        return op(conn, *args)
+
+    def _unreachable(self, exc: DBAPIError) -> EngineUnreachableError:
+        reason = str(exc.orig).strip().splitlines()[0] if exc.orig is not None else type(exc).__name__
+        return EngineUnreachableError(f"cannot connect to {self.masked_url}: {reason}")
+
+    def _translate(self, exc: DBAPIError) -> None:
+        """Raise the error a user can act on in place of `exc`, if there is one; other
+        database errors stay SQLAlchemy's, for retry policies to classify."""
+        if dialects.is_missing_table(self.family, exc):
+            raise SchemaNotReadyError(
+                f"checkpoint_sql tables are missing in {self.masked_url}; call setup() "
+                f"(or `await asetup()`) once before use. Driver said: {str(exc.orig).strip().splitlines()[0]}"
+            ) from exc
+
+    # --- lifetime ---------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Dispose the engines this object created; borrowed ones are left alone."""
+        for engine in self._owned:
+            if isinstance(engine, Engine):
+                engine.dispose()
+            else:
+                engine.sync_engine.dispose(close=False)
+        self._forget_owned()
+
+    async def aclose(self) -> None:
+        for engine in self._owned:
+            if isinstance(engine, AsyncEngine):
+                await engine.dispose()
+            else:
+                engine.dispose()
+        self._forget_owned()
+
+    def _forget_owned(self) -> None:
+        with self._lock:
+            if self._sync in self._owned:
+                self._sync = None
+            if self._async in self._owned:
+                self._async = None
+            self._owned.clear()

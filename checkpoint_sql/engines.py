@@ -1,0 +1,211 @@
+"""How checkpoint_sql connects: URLs, drivers, and the engines built from them.
+
+One URL names one database; the saver reaches it through two engines, a sync one and
+an async one, because LangGraph calls both `put` and `aput` on the same checkpointer.
+Users write plain scheme names (`sqlite`, `postgresql`, `mysql`, `mariadb`); the
+drivers, pool settings and per-connection settings of each engine are chosen here and
+nowhere else (how the SQL itself differs is `dialects.py`).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import platformdirs
+import sqlalchemy as sa
+from sqlalchemy.engine import URL, Engine, make_url
+from sqlalchemy.exc import ArgumentError
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from checkpoint_sql.errors import ConfigurationError
+
+URL_ENV_VAR = "CHECKPOINT_SQL_URL"
+"""Environment variable read when no URL is given."""
+
+Backend = str  # "sqlite" | "postgresql" | "mysql" | "mariadb"
+
+# backend -> (sync driver, async driver). psycopg 3 serves both sides of PostgreSQL.
+# MySQL/MariaDB: PyMySQL and asyncmy, both raising errors whose first argument is the
+# server's error number. (aiomysql, PyMySQL's async sibling, fails to bind bytes with
+# PyMySQL >= 1.2, which removed a function it imports.)
+_DRIVERS: dict[Backend, tuple[str, str]] = {
+    "sqlite": ("pysqlite", "aiosqlite"),
+    "postgresql": ("psycopg", "psycopg"),
+    "mysql": ("pymysql", "asyncmy"),
+    "mariadb": ("pymysql", "asyncmy"),
+}
+_ALIASES = {"postgres": "postgresql"}
+_PASSWORD_IN_TEXT = re.compile(r"(://[^:/@]*:)[^@]*@")
+
+
+def default_sqlite_path() -> Path:
+    """Where the embedded database lives when no URL is given: the per-user data
+    directory (e.g. ``~/.local/share/checkpoint_sql/checkpoints.db`` on Linux), so
+    the CLI run from any directory finds the same checkpoints as the application."""
+    return platformdirs.user_data_path("checkpoint_sql") / "checkpoints.db"
+
+
+def resolve(url: str | URL | None) -> URL:
+    """The URL to use: the argument, else `$CHECKPOINT_SQL_URL`, else the embedded default."""
+    if url is None:
+        url = os.environ.get(URL_ENV_VAR) or None
+    if url is None:
+        path = default_sqlite_path()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return URL.create("sqlite", database=str(path))
+    if isinstance(url, URL):
+        return url
+    try:
+        return make_url(url)
+    except ArgumentError as exc:
+        raise ConfigurationError(
+            f"cannot parse database URL {mask(url)!r}: {exc}. Expected e.g. "
+            "'sqlite:///checkpoints.db', 'postgresql://user@host/db' or 'mysql://user@host/db'."
+        ) from None
+
+
+def backend_of(url: URL) -> Backend:
+    """The backend a URL names, with aliases folded in; rejects unsupported ones."""
+    name = _ALIASES.get(url.get_backend_name(), url.get_backend_name())
+    if name not in _DRIVERS:
+        raise ConfigurationError(
+            f"unsupported database {name!r} in URL {mask(url)!r}; "
+            f"supported: {', '.join(sorted(_DRIVERS))}"
+        )
+    return name
+
+
+def driver_pair(url: URL) -> tuple[URL, URL]:
+    """The sync and async URLs for the database `url` names.
+
+    A driver written in the URL is honoured only if it is the one this package
+    supports on that side; anything else is refused with the supported names, because
+    the SQLite pragmas, PostgreSQL prepare threshold and error classification below
+    are written for these drivers.
+    """
+    backend = backend_of(url)
+    sync_driver, async_driver = _DRIVERS[backend]
+    given = url.get_driver_name() if "+" in url.drivername else None
+    if given is not None and given not in (sync_driver, async_driver):
+        raise ConfigurationError(
+            f"driver {given!r} is not supported for {backend} (URL {mask(url)!r}); use "
+            f"'{backend}://' or '{backend}+{sync_driver}://' / '{backend}+{async_driver}://'"
+        )
+    sync_url = url.set(drivername=f"{backend}+{sync_driver}")
+    async_url = url.set(drivername=f"{backend}+{async_driver}")
+    if backend == "sqlite":
+        sync_url, async_url = _shared_memory(sync_url), _shared_memory(async_url)
+    return sync_url, async_url
+
+
+def _shared_memory(url: URL) -> URL:
+    """An in-memory SQLite URL turned into a named, shared-cache one.
+
+    A plain ``:memory:`` database exists once per connection, so the sync engine,
+    the async engine and every pooled connection would each see an empty database.
+    """
+    if url.database not in (None, "", ":memory:"):
+        return url
+    return url.set(
+        database=f"file:checkpoint_sql_{uuid.uuid4().hex}",
+        query={**url.query, "mode": "memory", "cache": "shared", "uri": "true"},
+    )
+
+
+def is_sqlite_memory(url: URL) -> bool:
+    return backend_of(url) == "sqlite" and url.query.get("mode") == "memory"
+
+
+def mask(url: str | URL) -> str:
+    """The URL as text with any password replaced by ``***``: the only form in
+    which a URL may appear in a message or a log line."""
+    if isinstance(url, URL):
+        return url.render_as_string(hide_password=True)
+    return _PASSWORD_IN_TEXT.sub(r"\1***@", url)
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    """How the engines this package creates itself are configured.
+
+    Ignored for engines passed in by the caller, which are used as they are.
+    """
+
+    sqlite_synchronous: str = "FULL"
+    """``FULL`` (default, the durability of the official SQLite saver: a committed
+    checkpoint survives power loss) or ``NORMAL`` (WAL-safe against crashes of the
+    process, may lose the last commits on power loss; faster)."""
+    busy_timeout: float = 30.0
+    """Seconds a SQLite writer waits for the write lock before failing as busy."""
+    prepare_threshold: int | None = 5
+    """psycopg's server-side prepare threshold; ``None`` disables prepared statements,
+    which PgBouncer in transaction mode requires."""
+    pool_size: int = 5
+    max_overflow: int = 10
+    pool_recycle: int = 3600
+    """Seconds after which a pooled PostgreSQL/MySQL connection is replaced, before a
+    server or proxy idle timeout closes it under us."""
+    echo: bool = False
+
+    def __post_init__(self) -> None:
+        if self.sqlite_synchronous.upper() not in ("FULL", "NORMAL", "EXTRA"):
+            raise ConfigurationError(
+                f"sqlite_synchronous must be 'FULL', 'NORMAL' or 'EXTRA', "
+                f"not {self.sqlite_synchronous!r}"
+            )
+        if self.busy_timeout < 0:
+            raise ConfigurationError(f"busy_timeout must be >= 0 seconds, not {self.busy_timeout}")
+
+
+def create_engine_pair(url: URL, options: EngineOptions, *, want_async: bool) -> Engine | AsyncEngine:
+    """The sync (`want_async=False`) or async engine for `url`, configured for this package:
+    a pre-pinged pool on servers, WAL and `synchronous` on SQLite, the PostgreSQL
+    prepare threshold, READ COMMITTED on MySQL (fewer gap locks, fewer deadlocks)."""
+    sync_url, async_url = driver_pair(url)
+    backend = backend_of(url)
+    kwargs: dict[str, object] = {"echo": options.echo}
+    if backend == "sqlite":
+        kwargs["connect_args"] = {"timeout": options.busy_timeout, "check_same_thread": False}
+        if is_sqlite_memory(sync_url):
+            # A shared-cache memory database lives while one connection is open: keep a
+            # pool of them rather than SQLAlchemy's one-connection memory default.
+            kwargs["poolclass"] = sa.pool.AsyncAdaptedQueuePool if want_async else sa.pool.QueuePool
+    else:
+        kwargs.update(
+            pool_pre_ping=True,
+            pool_size=options.pool_size,
+            max_overflow=options.max_overflow,
+            pool_recycle=options.pool_recycle,
+        )
+    if backend == "postgresql":
+        kwargs["connect_args"] = {"prepare_threshold": options.prepare_threshold}
+    elif backend in ("mysql", "mariadb"):
+        kwargs["isolation_level"] = "READ COMMITTED"
+        kwargs["connect_args"] = {"charset": "utf8mb4"}
+    engine: Engine | AsyncEngine
+    if want_async:
+        engine = create_async_engine(async_url, **kwargs)  # type: ignore[arg-type]
+        sync_side = engine.sync_engine
+    else:
+        engine = sync_side = sa.create_engine(sync_url, **kwargs)  # type: ignore[arg-type]
+    if backend == "sqlite":
+        _sqlite_pragmas(sync_side, wal=not is_sqlite_memory(sync_url), synchronous=options.sqlite_synchronous)
+    return engine
+
+
+def _sqlite_pragmas(engine: Engine, *, wal: bool, synchronous: str) -> None:
+    """Per-connection SQLite settings. WAL lets readers run while one writer commits;
+    `synchronous` is the durability knob (see `EngineOptions`)."""
+    level = synchronous.upper()
+
+    @sa.event.listens_for(engine, "connect")
+    def _configure(dbapi_connection: object, _record: object) -> None:
+        cursor = dbapi_connection.cursor()  # type: ignore[attr-defined]
+        if wal:
+            cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA synchronous={level}")
+        cursor.close()

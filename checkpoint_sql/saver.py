@@ -1,0 +1,546 @@
+"""`SQLSaver`: LangGraph's `BaseCheckpointSaver` on SQLite, PostgreSQL and MySQL/MariaDB.
+
+Every public method comes as a sync/async pair whose bodies are one line each: the
+work is described once by a `_Call` (validate and serialize, which operation to run,
+how to turn its rows into the result), and `_run` / `_arun` execute it on the sync or
+the async engine. The operations themselves live in `operations.py`.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager, AbstractContextManager
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any, Generic, TypeVar
+
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import (
+    BaseCheckpointSaver,
+    ChannelVersions,
+    Checkpoint,
+    CheckpointMetadata,
+    CheckpointTuple,
+    DeltaChannelHistory,
+)
+from langgraph.checkpoint.serde.base import SerializerProtocol
+from sqlalchemy.engine import URL, Engine
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from checkpoint_sql import codec, dialects, migrate, operations
+from checkpoint_sql.database import Database
+from checkpoint_sql.engines import EngineOptions
+from checkpoint_sql.errors import (
+    InvalidArgumentError,
+    InvalidConfigError,
+    InvalidFilterError,
+    UnknownCheckpointError,
+)
+from checkpoint_sql.ids import Address, address_of, key_of, thread_id_of
+from checkpoint_sql.schema import DEFAULT_PREFIX, SaverTables, saver_tables
+from checkpoint_sql.statements import SaverStatements
+
+R = TypeVar("R")
+T = TypeVar("T")
+
+LIST_PAGE = 100
+"""Checkpoints fetched per transaction while iterating `list`."""
+
+PRUNE_STRATEGIES = ("keep_latest", "delete")
+
+
+@dataclass(slots=True)
+class _Call(Generic[R, T]):
+    """One transaction of one operation, and what to make of its result."""
+
+    op: Callable[..., R]
+    args: tuple[Any, ...]
+    finish: Callable[[R], T]
+    write: bool = False
+    snapshot: bool = False
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
+@dataclass(slots=True)
+class _ListPlan:
+    """A validated `list` request."""
+
+    thread_key: bytes | None
+    ns_key: bytes | None
+    checkpoint_id: str | None
+    filter: dict[str, Any]
+    before_id: str | None
+    limit: int | None
+    started: bool = field(default=False)
+
+
+class SQLSaver(BaseCheckpointSaver[str], AbstractContextManager["SQLSaver"], AbstractAsyncContextManager["SQLSaver"]):
+    """A LangGraph checkpointer on SQLAlchemy: one class for sync and async use.
+
+    Args:
+        target: a database URL (``sqlite:///file.db``, ``postgresql://...``,
+            ``mysql://...``, ``mariadb://...``; plain scheme names, drivers are chosen
+            for you), None for ``$CHECKPOINT_SQL_URL`` or the embedded SQLite default,
+            an existing ``Engine`` or ``AsyncEngine`` to share its pool, or a
+            `Database` shared with the companion stores.
+        async_engine: the async side, when `target` is a sync ``Engine`` and you have both.
+        serde: the serializer for channel values and writes (LangGraph's
+            ``JsonPlusSerializer`` by default; ``EncryptedSerializer`` works as is).
+        table_prefix: prefix of the three table names, default ``cpsql_``.
+        schema: database schema (PostgreSQL) or database (MySQL) holding the tables.
+        engine_options: pool and durability settings for engines created from a URL.
+
+    Call `setup()` (or ``await asetup()``) once to create or migrate the tables.
+    """
+
+    def __init__(
+        self,
+        target: str | URL | Engine | AsyncEngine | Database | None = None,
+        *,
+        async_engine: AsyncEngine | None = None,
+        serde: SerializerProtocol | None = None,
+        table_prefix: str = DEFAULT_PREFIX,
+        schema: str | None = None,
+        engine_options: EngineOptions | None = None,
+    ) -> None:
+        super().__init__(serde=serde)
+        self._owns_db = not isinstance(target, Database)
+        self.db = target if isinstance(target, Database) else Database(target, async_engine=async_engine, options=engine_options)
+        self.tables: SaverTables = saver_tables(table_prefix, schema)
+        self._st = SaverStatements(self.tables, self.db.family)
+
+    @classmethod
+    def from_conn_string(cls, url: str | URL | None = None, **kwargs: Any) -> SQLSaver:
+        """A saver that owns its engines; use it as ``with`` or ``async with`` so they
+        are disposed at the end. Keyword arguments are those of `SQLSaver`."""
+        return cls(url, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"SQLSaver({self.db.masked_url!r}, table_prefix={self.tables.prefix!r})"
+
+    # --- lifetime ---------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Dispose the engines this saver created (engines passed in are left open)."""
+        if self._owns_db:
+            self.db.close()
+
+    async def aclose(self) -> None:
+        if self._owns_db:
+            await self.db.aclose()
+
+    def __enter__(self) -> SQLSaver:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self.close()
+
+    async def __aenter__(self) -> SQLSaver:
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        await self.aclose()
+
+    # --- running calls ------------------------------------------------------------------
+
+    def _run(self, call: _Call[Any, T]) -> T:
+        return call.finish(self.db.run(call.op, *call.args, write=call.write, snapshot=call.snapshot))
+
+    async def _arun(self, call: _Call[Any, T]) -> T:
+        return call.finish(await self.db.arun(call.op, *call.args, write=call.write, snapshot=call.snapshot))
+
+    # --- setup ----------------------------------------------------------------------
+
+    def setup(self) -> None:
+        """Create or migrate the tables. Idempotent; safe from many processes at once."""
+        self._run(self._setup())
+
+    async def asetup(self) -> None:
+        await self._arun(self._setup())
+
+    def _setup(self) -> _Call[Any, None]:
+        return _Call(migrate.upgrade, (self.tables, self.db.family), lambda _: None, write=True)
+
+    # --- reading ----------------------------------------------------------------------
+
+    def get_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
+        """The checkpoint `config` names, or the latest of its thread and namespace
+        (`checkpoint_ns` defaults to the root ""); None if there is none."""
+        return self._run(self._get_tuple(config))
+
+    async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
+        return await self._arun(self._get_tuple(config))
+
+    def _get_tuple(self, config: RunnableConfig) -> _Call[operations.Loaded | None, CheckpointTuple | None]:
+        address = address_of(config, operation="get_tuple")
+        return _Call(
+            operations.load_checkpoint,
+            (self._st, self.serde, address),
+            lambda loaded: None if loaded is None else self._tuples(loaded)[0],
+        )
+
+    def _tuples(self, loaded: operations.Loaded) -> list[CheckpointTuple]:
+        return [
+            codec.checkpoint_tuple(self.serde, row, body, loaded.blobs, loaded.writes)
+            for row, body in zip(loaded.rows, loaded.bodies)
+        ]
+
+    def list(
+        self,
+        config: RunnableConfig | None,
+        *,
+        filter: dict[str, Any] | None = None,
+        before: RunnableConfig | None = None,
+        limit: int | None = None,
+    ) -> Iterator[CheckpointTuple]:
+        """Checkpoints newest first.
+
+        `config` None lists every thread; a config without ``checkpoint_ns`` lists
+        every namespace of its thread; one with ``checkpoint_id`` lists that checkpoint.
+        `filter` keeps checkpoints whose metadata has each key equal to its value
+        (answered in SQL); `before` keeps ids older than its ``checkpoint_id``.
+        Arguments are checked now; rows are fetched page by page as you iterate, each
+        page in its own short transaction.
+        """
+        plan = self._list_plan(config, filter, before, limit)
+        return self._iterate(plan)
+
+    def alist(
+        self,
+        config: RunnableConfig | None,
+        *,
+        filter: dict[str, Any] | None = None,
+        before: RunnableConfig | None = None,
+        limit: int | None = None,
+    ) -> AsyncIterator[CheckpointTuple]:
+        plan = self._list_plan(config, filter, before, limit)
+        return self._aiterate(plan)
+
+    def _iterate(self, plan: _ListPlan) -> Iterator[CheckpointTuple]:
+        after, remaining = None, plan.limit
+        while (call := self._page(plan, after, remaining)) is not None:
+            tuples, after = self._run(call)
+            yield from tuples
+            remaining = None if remaining is None else remaining - len(tuples)
+
+    async def _aiterate(self, plan: _ListPlan) -> AsyncIterator[CheckpointTuple]:
+        after, remaining = None, plan.limit
+        while (call := self._page(plan, after, remaining)) is not None:
+            tuples, after = await self._arun(call)
+            for item in tuples:
+                yield item
+            remaining = None if remaining is None else remaining - len(tuples)
+
+    def _page(
+        self, plan: _ListPlan, after: tuple[Any, ...] | None, remaining: int | None
+    ) -> _Call[operations.Loaded, tuple[list[CheckpointTuple], tuple[Any, ...] | None]] | None:
+        """The call fetching the page after `after`, or None once the listing is done.
+
+        Its result is the page's tuples and the cursor of the next page (None when this
+        page came back short, so the last page costs no extra empty query).
+        """
+        if (plan.started and after is None) or remaining == 0:
+            return None
+        plan.started = True
+        size = LIST_PAGE if remaining is None else min(LIST_PAGE, remaining)
+        query = {
+            "thread_key": plan.thread_key,
+            "ns_key": plan.ns_key,
+            "checkpoint_id": plan.checkpoint_id,
+            "filter": plan.filter,
+            "before_id": plan.before_id,
+            "after": after,
+            "limit": size,
+        }
+
+        def finish(loaded: operations.Loaded) -> tuple[list[CheckpointTuple], tuple[Any, ...] | None]:
+            if len(loaded.rows) < size:
+                return self._tuples(loaded), None
+            fixed = {"thread_fixed": plan.thread_key is not None, "ns_fixed": plan.ns_key is not None}
+            return self._tuples(loaded), self._st.list_cursor(loaded.rows[-1], **fixed)
+
+        return _Call(operations.load_page, (self._st, self.serde, query), finish)
+
+    def _list_plan(
+        self,
+        config: RunnableConfig | None,
+        filter: Mapping[str, Any] | None,
+        before: RunnableConfig | None,
+        limit: int | None,
+    ) -> _ListPlan:
+        address = None if config is None else address_of(config, operation="list", default_ns=False)
+        before_id = None
+        if before is not None:
+            configurable = before.get("configurable") if isinstance(before, Mapping) else None
+            if not isinstance(configurable, Mapping) or not configurable.get("checkpoint_id"):
+                raise InvalidConfigError("list: before= must be a config with configurable.checkpoint_id")
+            before_id = address_of(
+                {"configurable": {"thread_id": "-", **configurable}}, operation="list(before=...)"
+            ).checkpoint_id
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
+            raise InvalidArgumentError(f"list: limit must be a non-negative int or None, not {limit!r}")
+        return _ListPlan(
+            thread_key=None if address is None else address.thread_key,
+            ns_key=None if address is None else address.ns_key,
+            checkpoint_id=None if address is None else address.checkpoint_id,
+            filter=_checked_filter(filter),
+            before_id=before_id,
+            limit=limit,
+        )
+
+    # --- writing ----------------------------------------------------------------------
+
+    def put(
+        self,
+        config: RunnableConfig,
+        checkpoint: Checkpoint,
+        metadata: CheckpointMetadata,
+        new_versions: ChannelVersions,
+    ) -> RunnableConfig:
+        """Store a checkpoint (child of ``config``'s checkpoint_id) in one transaction:
+        a blob for each channel in `new_versions`, then the checkpoint row. Storing the
+        same checkpoint id again overwrites it."""
+        return self._run(self._put(config, checkpoint, metadata, new_versions, None))
+
+    async def aput(
+        self,
+        config: RunnableConfig,
+        checkpoint: Checkpoint,
+        metadata: CheckpointMetadata,
+        new_versions: ChannelVersions,
+    ) -> RunnableConfig:
+        return await self._arun(self._put(config, checkpoint, metadata, new_versions, None))
+
+    def put_full(
+        self,
+        config: RunnableConfig,
+        checkpoint: Checkpoint,
+        metadata: CheckpointMetadata,
+        new_versions: ChannelVersions,
+        writes: Sequence[Sequence[Any]],
+    ) -> RunnableConfig:
+        """`put` plus the checkpoint's pending writes, in one transaction: either all of
+        it is stored or none. Each write is ``(task_id, channel, value)`` or
+        ``(task_id, channel, value, task_path)``; per task, the `put_writes` rules apply."""
+        return self._run(self._put(config, checkpoint, metadata, new_versions, writes))
+
+    async def aput_full(
+        self,
+        config: RunnableConfig,
+        checkpoint: Checkpoint,
+        metadata: CheckpointMetadata,
+        new_versions: ChannelVersions,
+        writes: Sequence[Sequence[Any]],
+    ) -> RunnableConfig:
+        return await self._arun(self._put(config, checkpoint, metadata, new_versions, writes))
+
+    def _put(
+        self,
+        config: RunnableConfig,
+        checkpoint: Checkpoint,
+        metadata: CheckpointMetadata,
+        new_versions: ChannelVersions,
+        writes: Sequence[Sequence[Any]] | None,
+    ) -> _Call[None, RunnableConfig]:
+        address = address_of(config, operation="put")
+        prepared = codec.prepare_put(self.serde, address, checkpoint, metadata, new_versions, config)
+        checkpoint_id = prepared.checkpoint["checkpoint_id"]
+        if writes is not None:
+            codec.add_full_put_writes(self.serde, address, checkpoint_id, writes, prepared.writes)
+        stored = address.config(checkpoint_id)
+        return _Call(operations.put, (self._st, prepared), lambda _: stored, write=True)
+
+    def put_writes(
+        self,
+        config: RunnableConfig,
+        writes: Sequence[tuple[str, Any]],
+        task_id: str,
+        task_path: str = "",
+    ) -> None:
+        """Store a task's writes against ``config``'s checkpoint (which may not be
+        committed yet). Ordinary writes keep the first attempt; a batch made only of
+        special channels (error, interrupt, scheduled, resume) overwrites."""
+        self._run(self._put_writes(config, writes, task_id, task_path))
+
+    async def aput_writes(
+        self,
+        config: RunnableConfig,
+        writes: Sequence[tuple[str, Any]],
+        task_id: str,
+        task_path: str = "",
+    ) -> None:
+        await self._arun(self._put_writes(config, writes, task_id, task_path))
+
+    def _put_writes(
+        self, config: RunnableConfig, writes: Sequence[tuple[str, Any]], task_id: str, task_path: str
+    ) -> _Call[None, None]:
+        address = address_of(config, operation="put_writes")
+        if address.checkpoint_id is None:
+            raise UnknownCheckpointError(
+                f"put_writes: config names no checkpoint_id for thread {address.thread_id!r}; "
+                "writes belong to the checkpoint they were computed from"
+            )
+        prepared = codec.PreparedWrites()
+        codec.add_task_writes(self.serde, address, address.checkpoint_id, writes, task_id, task_path, prepared)
+        return _Call(operations.put_writes, (self._st, prepared), _same, write=True)
+
+    # --- deleting and copying ---------------------------------------------------------
+
+    def delete_thread(self, thread_id: str) -> None:
+        """Delete every checkpoint, blob and write of a thread, in all namespaces."""
+        self._run(self._delete_threads([thread_id]))
+
+    async def adelete_thread(self, thread_id: str) -> None:
+        await self._arun(self._delete_threads([thread_id]))
+
+    def delete_lineage(self, thread_id: str) -> None:
+        """`delete_thread` by its lineage name (a lineage is a LangGraph thread)."""
+        self.delete_thread(thread_id)
+
+    async def adelete_lineage(self, thread_id: str) -> None:
+        await self.adelete_thread(thread_id)
+
+    def _delete_threads(self, thread_ids: Sequence[Any]) -> _Call[None, None]:
+        keys = [key_of(thread_id_of(t)) for t in thread_ids]
+        return _Call(operations.delete_threads, (self._st, keys), _same, write=True)
+
+    def delete_for_runs(self, run_ids: Sequence[str]) -> None:
+        """Delete the checkpoints whose metadata ``run_id`` is one of `run_ids`, their
+        writes and the blobs no remaining checkpoint uses."""
+        if call := self._delete_for_runs(run_ids):
+            self._run(call)
+
+    async def adelete_for_runs(self, run_ids: Sequence[str]) -> None:
+        if call := self._delete_for_runs(run_ids):
+            await self._arun(call)
+
+    def _delete_for_runs(self, run_ids: Sequence[str]) -> _Call[None, None] | None:
+        ids = _strings(run_ids, "delete_for_runs: run_ids")
+        if not ids:
+            return None
+        return _Call(operations.delete_for_runs, (self._st, self.serde, ids), _same, write=True, snapshot=True)
+
+    def copy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
+        """Copy a whole thread (every namespace, checkpoint, blob and write, same ids)
+        to a new thread id. Raises `ThreadNotFoundError` if the source has no
+        checkpoints and `ThreadExistsError` if the target has some."""
+        self._run(self._copy_thread(source_thread_id, target_thread_id))
+
+    async def acopy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
+        await self._arun(self._copy_thread(source_thread_id, target_thread_id))
+
+    def _copy_thread(self, source_thread_id: str, target_thread_id: str) -> _Call[None, None]:
+        source = address_of({"configurable": {"thread_id": source_thread_id}}, operation="copy_thread")
+        target = address_of({"configurable": {"thread_id": target_thread_id}}, operation="copy_thread")
+        if source.thread_id == target.thread_id:
+            raise InvalidArgumentError(f"copy_thread: source and target are the same thread {source.thread_id!r}")
+        return _Call(operations.copy_thread, (self._st, source, target), _same, write=True)
+
+    def prune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
+        """``"keep_latest"``: keep each namespace's latest checkpoint (and, for delta
+        channels, the ancestors their value is rebuilt from); ``"delete"``: delete the
+        threads. One transaction per thread."""
+        for call in self._prune(thread_ids, strategy):
+            self._run(call)
+
+    async def aprune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
+        for call in self._prune(thread_ids, strategy):
+            await self._arun(call)
+
+    def _prune(self, thread_ids: Sequence[str], strategy: str) -> list[_Call[None, None]]:
+        if strategy not in PRUNE_STRATEGIES:
+            raise InvalidArgumentError(f"prune: unknown strategy {strategy!r}; use one of {PRUNE_STRATEGIES}")
+        threads = [thread_id_of(t) for t in _strings(thread_ids, "prune: thread_ids", allow_ints=True)]
+        if not threads:
+            return []
+        if strategy == "delete":
+            return [self._delete_threads(threads)]
+        return [
+            _Call(operations.prune_keep_latest, (self._st, self.serde, key_of(t)), _same, write=True, snapshot=True)
+            for t in threads
+        ]
+
+    # --- delta channels ------------------------------------------------------------------
+
+    def get_delta_channel_history(
+        self, *, config: RunnableConfig, channels: Sequence[str]
+    ) -> Mapping[str, DeltaChannelHistory]:
+        """For each channel, the writes along the parent chain of ``config``'s
+        checkpoint back to the nearest ancestor storing its value (the seed), in
+        replay order, answered with a recursive query and two bulk reads."""
+        call = self._delta_history(config, channels)
+        return {} if call is None else self._run(call)
+
+    async def aget_delta_channel_history(
+        self, *, config: RunnableConfig, channels: Sequence[str]
+    ) -> Mapping[str, DeltaChannelHistory]:
+        call = self._delta_history(config, channels)
+        return {} if call is None else await self._arun(call)
+
+    def _delta_history(
+        self, config: RunnableConfig, channels: Sequence[str]
+    ) -> _Call[operations.DeltaRows, dict[str, DeltaChannelHistory]] | None:
+        address = address_of(config, operation="get_delta_channel_history")
+        names = _strings(channels, "get_delta_channel_history: channels")
+        if not names:
+            return None
+        return _Call(
+            operations.delta_history,
+            (self._st, self.serde, address, names),
+            lambda rows: codec.delta_histories(self.serde, rows.writes, rows.seeds),
+        )
+
+    # --- versions ------------------------------------------------------------------------
+
+    def get_next_version(self, current: str | None, channel: None) -> str:
+        """``"<counter:032>.<random>"``, the string versions LangGraph's own SQL savers
+        use: ordered by counter, unique across concurrent forks by the random part."""
+        if current is None:
+            counter = 0
+        elif isinstance(current, int):
+            counter = current
+        else:
+            counter = int(str(current).split(".")[0])
+        return f"{counter + 1:032}.{random.random():016}"
+
+
+def _strings(values: Any, what: str, *, allow_ints: bool = False) -> list[Any]:
+    """A sequence argument, refusing a bare string (which would iterate by letter)."""
+    if isinstance(values, (str, bytes)) or not isinstance(values, Sequence | set | frozenset):
+        raise InvalidArgumentError(f"{what} must be a list of ids, not {type(values).__name__} {values!r:.60}")
+    accepted = (str, int) if allow_ints else (str,)
+    for value in values:
+        if isinstance(value, bool) or not isinstance(value, accepted) or value == "":
+            raise InvalidArgumentError(f"{what} must contain non-empty strings, not {value!r:.60}")
+    return list(values)
+
+
+def _checked_filter(filter: Mapping[str, Any] | None) -> dict[str, Any]:
+    """A metadata filter safe to express in SQL on every engine.
+
+    Keys are bound as JSON paths on SQLite and MySQL, where a double quote or a
+    backslash cannot be escaped portably, so such keys are refused rather than guessed
+    at. Values must be JSON (str, int, float, bool, None, or lists/dicts of them).
+    """
+    if filter is None:
+        return {}
+    if not isinstance(filter, Mapping):
+        raise InvalidFilterError(f"list: filter must be a dict, not {type(filter).__name__}")
+    for key, value in filter.items():
+        if not isinstance(key, str) or not key or any(c in key for c in '"\\') or not key.isprintable():
+            raise InvalidFilterError(
+                f"list: filter key {key!r:.60} is not allowed; use a non-empty metadata key "
+                'without double quotes, backslashes or control characters'
+            )
+        try:
+            dialects.canonical_json(value)
+        except (TypeError, ValueError):
+            raise InvalidFilterError(
+                f"list: filter value for {key!r} must be JSON (str, number, bool, None, list, dict), "
+                f"not {type(value).__name__}"
+            ) from None
+    return dict(filter)

@@ -1,0 +1,116 @@
+"""The saver's tables, as SQLAlchemy Core metadata.
+
+Three tables, named with a prefix (``cpsql_`` by default) so they sit beside the
+official savers' ``checkpoints``/``checkpoint_blobs``/``checkpoint_writes``/``writes``
+and the host application's own tables:
+
+* ``checkpoints``: one row per checkpoint; the checkpoint without its channel values,
+  serialized by the saver's serde, plus metadata as JSON and a few promoted columns
+  (parent, run id, creation time) that SQL filters on.
+* ``blobs``: one row per (thread, namespace, channel, version). A value is written
+  once, by the checkpoint whose put bumped that version; later checkpoints that did
+  not change the channel point at the same row through their channel versions.
+* ``writes``: pending writes. No foreign key to ``checkpoints``: LangGraph may commit
+  the writes of step N+1 before the checkpoint they belong to.
+
+Threads and namespaces are keyed by a 16-byte hash of their text (see `ids.key_of`) so
+that ids of any length fit in an index on every engine; the text itself is kept in
+``checkpoints`` for listing. The migrations in `checkpoint_sql/migrations` create
+exactly these tables (a test compares them).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+
+from checkpoint_sql import dialects
+from checkpoint_sql.errors import ConfigurationError
+
+DEFAULT_PREFIX = "cpsql_"
+
+CHECKPOINT_ID_MAX = 64
+"""Longest checkpoint id accepted; LangGraph's are 36-character uuid6 strings."""
+VERSION_MAX = 128
+"""Longest channel version accepted; LangGraph's string versions are about 52 characters."""
+NAME_MAX = 255
+"""Longest channel name or task id accepted; they are keys, unlike thread ids."""
+TYPE_MAX = 64
+"""Longest serde type tag (e.g. ``msgpack+aes``)."""
+
+_PREFIX = re.compile(r"[a-z][a-z0-9_]{0,29}")
+
+
+@dataclass(frozen=True)
+class SaverTables:
+    """The saver's three tables, bound to one prefix and schema."""
+
+    metadata: sa.MetaData
+    checkpoints: sa.Table
+    blobs: sa.Table
+    writes: sa.Table
+    prefix: str
+    schema: str | None
+
+    @property
+    def version_table(self) -> str:
+        """Alembic's version table for these tables: ours, never the host app's."""
+        return f"{self.prefix}alembic_version"
+
+
+def check_prefix(prefix: str) -> str:
+    """A table prefix must be a plain lower-case identifier (it is spliced into DDL)."""
+    if not isinstance(prefix, str) or not _PREFIX.fullmatch(prefix):
+        raise ConfigurationError(
+            f"table_prefix must match {_PREFIX.pattern!r} (lower-case letters, digits, "
+            f"underscores; at most 30 characters), not {prefix!r}"
+        )
+    return prefix
+
+
+def saver_tables(prefix: str = DEFAULT_PREFIX, schema: str | None = None) -> SaverTables:
+    """Build the table metadata for `prefix` and `schema`."""
+    check_prefix(prefix)
+    md = sa.MetaData(schema=schema)
+    checkpoints = sa.Table(
+        f"{prefix}checkpoints",
+        md,
+        sa.Column("thread_key", dialects.key_bytes(), primary_key=True),
+        sa.Column("ns_key", dialects.key_bytes(), primary_key=True),
+        sa.Column("checkpoint_id", dialects.ascii_key(CHECKPOINT_ID_MAX), primary_key=True),
+        sa.Column("thread_id", dialects.long_text(), nullable=False),
+        sa.Column("checkpoint_ns", dialects.long_text(), nullable=False),
+        sa.Column("parent_checkpoint_id", dialects.ascii_key(CHECKPOINT_ID_MAX), nullable=True),
+        sa.Column("type", sa.String(TYPE_MAX), nullable=False),
+        sa.Column("checkpoint", dialects.payload(), nullable=False),
+        sa.Column("metadata", dialects.JSONDocument(), nullable=False),
+        sa.Column("run_id", dialects.unicode_key(NAME_MAX), nullable=True),
+        sa.Column("created_at", sa.DateTime(), nullable=False),
+        sa.Index(f"{prefix}checkpoints_run_id_idx", "run_id"),
+    )
+    blobs = sa.Table(
+        f"{prefix}blobs",
+        md,
+        sa.Column("thread_key", dialects.key_bytes(), primary_key=True),
+        sa.Column("ns_key", dialects.key_bytes(), primary_key=True),
+        sa.Column("channel", dialects.unicode_key(NAME_MAX), primary_key=True),
+        sa.Column("version", dialects.ascii_key(VERSION_MAX), primary_key=True),
+        sa.Column("type", sa.String(TYPE_MAX), nullable=False),
+        sa.Column("blob", dialects.payload(), nullable=True),
+    )
+    writes = sa.Table(
+        f"{prefix}writes",
+        md,
+        sa.Column("thread_key", dialects.key_bytes(), primary_key=True),
+        sa.Column("ns_key", dialects.key_bytes(), primary_key=True),
+        sa.Column("checkpoint_id", dialects.ascii_key(CHECKPOINT_ID_MAX), primary_key=True),
+        sa.Column("task_id", dialects.unicode_key(NAME_MAX), primary_key=True),
+        sa.Column("idx", sa.Integer(), primary_key=True, autoincrement=False),
+        sa.Column("channel", dialects.unicode_key(NAME_MAX), nullable=False),
+        sa.Column("task_path", dialects.long_text(), nullable=False),
+        sa.Column("type", sa.String(TYPE_MAX), nullable=False),
+        sa.Column("blob", dialects.payload(), nullable=True),
+    )
+    return SaverTables(md, checkpoints, blobs, writes, prefix, schema)
