@@ -35,7 +35,8 @@ from checkpoint_sql.schema import NAME_MAX, TYPE_MAX, VERSION_MAX
 EMPTY = "empty"
 """Type tag of a channel that has a version but no value at this checkpoint."""
 
-Row = Mapping[str, Any]
+Row = Mapping[Any, Any]
+"""A result row (SQLAlchemy `RowMapping`) by column name."""
 
 
 def dump(serde: SerializerProtocol, value: Any, what: str) -> tuple[str, bytes]:
@@ -87,7 +88,7 @@ def _strip_nul(value: Any) -> Any:
 
 def metadata_document(config: RunnableConfig, metadata: CheckpointMetadata) -> dict[str, Any]:
     """The metadata as stored: LangGraph's merge of config metadata, as plain JSON."""
-    document = _strip_nul(dict(get_serializable_checkpoint_metadata(config, metadata)))
+    document: dict[str, Any] = _strip_nul(dict(get_serializable_checkpoint_metadata(config, metadata)))
     for key, value in document.items():
         try:
             canonical_json(value)
@@ -173,7 +174,7 @@ def prepare_put(
                 "blob": data,
             }
         )
-    body = {k: v for k, v in checkpoint.items() if k != "channel_values"}
+    body: dict[str, Any] = {k: v for k, v in checkpoint.items() if k != "channel_values"}
     for channel, version in body.get("channel_versions", {}).items():
         version_text(version, channel)
     body_type, body_data = dump(serde, body, where)
@@ -322,7 +323,6 @@ def checkpoint_tuple(
         parent_config={"configurable": {**configurable, "checkpoint_id": parent}} if parent else None,
         pending_writes=pending_writes(serde, writes.get((row["thread_key"], row["ns_key"], row["checkpoint_id"]), ())),
     )
-
 
 
 def delta_histories(

@@ -68,8 +68,7 @@ class Database:
         bare = {u.set(drivername=engines.backend_of(u)).render_as_string(hide_password=False) for u in urls}
         if len(bare) > 1:
             raise ConfigurationError(
-                "the sync and async engines point at different databases: "
-                + " vs ".join(engines.mask(u) for u in urls)
+                "the sync and async engines point at different databases: " + " vs ".join(engines.mask(u) for u in urls)
             )
         return urls[0]
 

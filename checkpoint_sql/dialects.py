@@ -156,12 +156,12 @@ def json_member_equals(family: Family, column: sa.ColumnElement[Any], key: str, 
         return member == sa.cast(sa.literal(canonical_json(value)), postgresql.JSONB())
     path = sa.literal(f'$."{key}"', sa.Text())
     if family == "mysql":
-        member = sa.func.json_extract(column, path)
+        extracted = sa.func.json_extract(column, path)
         if value is None:
-            return sa.or_(member.is_(None), sa.func.json_type(member) == "NULL")
+            return sa.or_(extracted.is_(None), sa.func.json_type(extracted) == "NULL")
         # MariaDB's JSON is text in the column's collation: compare bytes, not letters.
         expected = sa.func.json_extract(sa.literal(canonical_json(value), sa.Text()), "$")
-        return sa.cast(member, sa.LargeBinary()) == sa.cast(expected, sa.LargeBinary())
+        return sa.cast(extracted, sa.LargeBinary()) == sa.cast(expected, sa.LargeBinary())
     kind = sa.func.json_type(column, path)
     if value is None:
         return sa.or_(kind.is_(None), kind == "null")
@@ -172,7 +172,9 @@ def json_member_equals(family: Family, column: sa.ColumnElement[Any], key: str, 
         return sa.and_(kind == "text", extracted == sa.literal(value, sa.Text()))
     if isinstance(value, (int, float)):
         return sa.and_(kind.in_(("integer", "real")), extracted == sa.literal(value))
-    return sa.and_(kind.in_(("object", "array")), extracted == sa.func.json(sa.literal(canonical_json(value), sa.Text())))
+    return sa.and_(
+        kind.in_(("object", "array")), extracted == sa.func.json(sa.literal(canonical_json(value), sa.Text()))
+    )
 
 
 # --- transactions, migrations and errors ---------------------------------------------
@@ -220,6 +222,6 @@ def is_missing_table(family: Family, exc: DBAPIError) -> bool:
     if family == "postgresql":
         return getattr(exc.orig, "sqlstate", None) == "42P01"
     if family == "mysql":
-        args = getattr(exc.orig, "args", ())
-        return bool(args) and args[0] == 1146
+        args: tuple[Any, ...] = getattr(exc.orig, "args", ())
+        return len(args) > 0 and args[0] == 1146
     return "no such table" in str(exc.orig)

@@ -57,8 +57,14 @@ def resolve(url: str | URL | None) -> URL:
         path = default_sqlite_path()
         path.parent.mkdir(parents=True, exist_ok=True)
         return URL.create("sqlite", database=str(path))
-    if isinstance(url, URL):
-        return url
+    if not isinstance(url, URL):
+        url = _parse(url)
+    if backend_of(url) == "sqlite":
+        url = _shared_memory(url)
+    return url
+
+
+def _parse(url: str) -> URL:
     try:
         return make_url(url)
     except ArgumentError as exc:
@@ -73,8 +79,7 @@ def backend_of(url: URL) -> Backend:
     name = _ALIASES.get(url.get_backend_name(), url.get_backend_name())
     if name not in _DRIVERS:
         raise ConfigurationError(
-            f"unsupported database {name!r} in URL {mask(url)!r}; "
-            f"supported: {', '.join(sorted(_DRIVERS))}"
+            f"unsupported database {name!r} in URL {mask(url)!r}; supported: {', '.join(sorted(_DRIVERS))}"
         )
     return name
 
@@ -95,15 +100,12 @@ def driver_pair(url: URL) -> tuple[URL, URL]:
             f"driver {given!r} is not supported for {backend} (URL {mask(url)!r}); use "
             f"'{backend}://' or '{backend}+{sync_driver}://' / '{backend}+{async_driver}://'"
         )
-    sync_url = url.set(drivername=f"{backend}+{sync_driver}")
-    async_url = url.set(drivername=f"{backend}+{async_driver}")
-    if backend == "sqlite":
-        sync_url, async_url = _shared_memory(sync_url), _shared_memory(async_url)
-    return sync_url, async_url
+    return url.set(drivername=f"{backend}+{sync_driver}"), url.set(drivername=f"{backend}+{async_driver}")
 
 
 def _shared_memory(url: URL) -> URL:
-    """An in-memory SQLite URL turned into a named, shared-cache one.
+    """An in-memory SQLite URL turned into a named, shared-cache one (done once, when
+    the URL is resolved, so both engines get the same name).
 
     A plain ``:memory:`` database exists once per connection, so the sync engine,
     the async engine and every pooled connection would each see an empty database.
@@ -154,8 +156,7 @@ class EngineOptions:
     def __post_init__(self) -> None:
         if self.sqlite_synchronous.upper() not in ("FULL", "NORMAL", "EXTRA"):
             raise ConfigurationError(
-                f"sqlite_synchronous must be 'FULL', 'NORMAL' or 'EXTRA', "
-                f"not {self.sqlite_synchronous!r}"
+                f"sqlite_synchronous must be 'FULL', 'NORMAL' or 'EXTRA', not {self.sqlite_synchronous!r}"
             )
         if self.busy_timeout < 0:
             raise ConfigurationError(f"busy_timeout must be >= 0 seconds, not {self.busy_timeout}")
@@ -188,10 +189,10 @@ def create_engine_pair(url: URL, options: EngineOptions, *, want_async: bool) ->
         kwargs["connect_args"] = {"charset": "utf8mb4"}
     engine: Engine | AsyncEngine
     if want_async:
-        engine = create_async_engine(async_url, **kwargs)  # type: ignore[arg-type]
+        engine = create_async_engine(async_url, **kwargs)
         sync_side = engine.sync_engine
     else:
-        engine = sync_side = sa.create_engine(sync_url, **kwargs)  # type: ignore[arg-type]
+        engine = sync_side = sa.create_engine(sync_url, **kwargs)
     if backend == "sqlite":
         _sqlite_pragmas(sync_side, wal=not is_sqlite_memory(sync_url), synchronous=options.sqlite_synchronous)
     return engine

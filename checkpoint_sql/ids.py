@@ -105,8 +105,7 @@ def address_of(config: Any, *, operation: str, default_ns: bool = True) -> Addre
     configurable = config.get("configurable")
     if not isinstance(configurable, Mapping):
         raise InvalidConfigError(
-            f"{operation}: config has no 'configurable' mapping; pass "
-            "{'configurable': {'thread_id': ...}}"
+            f"{operation}: config has no 'configurable' mapping; pass {{'configurable': {{'thread_id': ...}}}}"
         )
     if configurable.get("thread_id") is None:
         raise InvalidConfigError(

@@ -14,9 +14,10 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from langgraph.checkpoint.serde.base import SerializerProtocol
-from sqlalchemy.engine import Connection, RowMapping
+from sqlalchemy.engine import Connection
 
 from checkpoint_sql import codec
+from checkpoint_sql.codec import Row
 from checkpoint_sql.errors import ThreadExistsError, ThreadNotFoundError
 from checkpoint_sql.ids import Address
 from checkpoint_sql.statements import CHUNK, SaverStatements
@@ -38,21 +39,24 @@ class Loaded:
     """Checkpoint rows with their decoded bodies, blobs and pending writes: all that
     `codec.checkpoint_tuple` needs, fetched in one transaction."""
 
-    rows: list[RowMapping] = field(default_factory=list)
+    rows: list[Row] = field(default_factory=list)
     bodies: list[dict[str, Any]] = field(default_factory=list)
-    blobs: dict[tuple[bytes, bytes, str, str], RowMapping] = field(default_factory=dict)
-    writes: dict[tuple[bytes, bytes, str], list[RowMapping]] = field(default_factory=dict)
+    blobs: dict[tuple[bytes, bytes, str, str], Row] = field(default_factory=dict)
+    writes: dict[tuple[bytes, bytes, str], list[Row]] = field(default_factory=dict)
 
 
-def _load_children(conn: Connection, st: SaverStatements, serde: SerializerProtocol, rows: list[RowMapping]) -> Loaded:
+def _load_children(conn: Connection, st: SaverStatements, serde: SerializerProtocol, rows: list[Row]) -> Loaded:
     """Two queries for any number of checkpoints: their blobs, then their writes."""
     loaded = Loaded(rows=rows, bodies=[codec.decode_body(serde, r) for r in rows])
-    keys = sorted({k for row, body in zip(rows, loaded.bodies) for k in codec.blob_keys(row, body)})
-    for part in chunks(keys):
-        loaded.blobs.update(codec.index_blobs(conn.execute(st.blobs_by_key, {"keys": list(part)}).mappings()))
+    keys: list[tuple[bytes, bytes, str, str]] = sorted(
+        {k for row, body in zip(rows, loaded.bodies, strict=True) for k in codec.blob_keys(row, body)}
+    )
+    for blob_keys in chunks(keys):
+        loaded.blobs.update(codec.index_blobs(conn.execute(st.blobs_by_key, {"keys": list(blob_keys)}).mappings()))
     checkpoints = [(r["thread_key"], r["ns_key"], r["checkpoint_id"]) for r in rows]
-    for part in chunks(checkpoints):
-        for key, group in codec.index_writes(conn.execute(st.writes_by_checkpoint, {"keys": list(part)}).mappings()).items():
+    for checkpoint_keys in chunks(checkpoints):
+        found = conn.execute(st.writes_by_checkpoint, {"keys": list(checkpoint_keys)}).mappings()
+        for key, group in codec.index_writes(found).items():
             loaded.writes.setdefault(key, []).extend(group)
     return loaded
 
@@ -60,7 +64,9 @@ def _load_children(conn: Connection, st: SaverStatements, serde: SerializerProto
 # --- reads ---------------------------------------------------------------------------
 
 
-def load_checkpoint(conn: Connection, st: SaverStatements, serde: SerializerProtocol, address: Address) -> Loaded | None:
+def load_checkpoint(
+    conn: Connection, st: SaverStatements, serde: SerializerProtocol, address: Address
+) -> Loaded | None:
     """The checkpoint `address` names (or its namespace's latest), with its children."""
     params = {"tkey": address.thread_key, "nkey": address.ns_key}
     if address.checkpoint_id is None:
@@ -72,7 +78,7 @@ def load_checkpoint(conn: Connection, st: SaverStatements, serde: SerializerProt
 
 def load_page(conn: Connection, st: SaverStatements, serde: SerializerProtocol, query: dict[str, Any]) -> Loaded:
     """One page of `list` (see `SaverStatements.list_page` for the query)."""
-    rows = list(conn.execute(st.list_page(**query)).mappings())
+    rows: list[Row] = list(conn.execute(st.list_page(**query)).mappings())
     return _load_children(conn, st, serde, rows) if rows else Loaded()
 
 
@@ -127,7 +133,7 @@ def _forget(
     thread_key: bytes,
     ns_key: bytes,
     doomed: Sequence[str],
-    kept: Iterable[RowMapping],
+    kept: Iterable[Row],
 ) -> None:
     """Delete the checkpoints `doomed` of one namespace, their writes, and the blobs no
     checkpoint in `kept` (the namespace's survivors) still points at.
@@ -199,7 +205,7 @@ class Walk:
 
     path: list[str] = field(default_factory=list)
     reach: dict[str, int] = field(default_factory=dict)
-    seeds: dict[str, RowMapping] = field(default_factory=dict)
+    seeds: dict[str, Row] = field(default_factory=dict)
 
 
 def walk_chain(
@@ -226,12 +232,17 @@ def walk_chain(
             rows, first_page = rows[1:], False  # the start itself: its writes are not history
         bodies = [codec.decode_body(serde, r) for r in rows]
         wanted = sorted(
-            {(thread_key, ns_key, ch, str(v)) for b in bodies for ch, v in b.get("channel_versions", {}).items() if ch in remaining}
+            {
+                (thread_key, ns_key, ch, str(v))
+                for b in bodies
+                for ch, v in b.get("channel_versions", {}).items()
+                if ch in remaining
+            }
         )
         stored = {}
         for part in chunks(wanted):
             stored.update(codec.index_blobs(conn.execute(st.blobs_by_key, {"keys": list(part)}).mappings()))
-        for row, body in zip(rows, bodies):
+        for row, body in zip(rows, bodies, strict=True):
             walk.path.append(row["checkpoint_id"])
             versions = body.get("channel_versions", {})
             for ch in [c for c in remaining if c in versions]:
@@ -252,8 +263,8 @@ class DeltaRows:
     """Per channel: its writes along the chain (oldest checkpoint first, each
     checkpoint's in `writes_sort_key` order) and its seed blob row, if any."""
 
-    writes: dict[str, list[RowMapping]]
-    seeds: dict[str, RowMapping]
+    writes: dict[str, list[Row]]
+    seeds: dict[str, Row]
 
 
 def delta_history(
@@ -262,21 +273,26 @@ def delta_history(
     """`get_delta_channel_history` in SQL: the chain by recursive query, then the
     seeds' blobs and the chain's writes for these channels, in bulk."""
     empty = DeltaRows({ch: [] for ch in channels}, {})
+    thread_key, ns_key = address.thread_key, address.ns_key
+    assert ns_key is not None, "a delta history is always asked of one namespace"
+    here = {"tkey": thread_key, "nkey": ns_key}
     target = address.checkpoint_id
     if target is None:
-        row = conn.execute(st.latest, {"tkey": address.thread_key, "nkey": address.ns_key}).mappings().first()
+        row = conn.execute(st.latest, here).mappings().first()
         if row is None:
             return empty
         target = row["checkpoint_id"]
-    walk = walk_chain(conn, st, serde, address.thread_key, address.ns_key, target, channels)
+    walk = walk_chain(conn, st, serde, thread_key, ns_key, target, channels)
     needed = walk.path[: max(walk.reach.values(), default=0)]
-    by_checkpoint: dict[str, list[RowMapping]] = {}
-    here = {"tkey": address.thread_key, "nkey": address.ns_key, "channels": list(channels)}
+    by_checkpoint: dict[str, list[Row]] = {}
     for part in chunks(needed):
-        for w in conn.execute(st.writes_of_channels, {**here, "ids": list(part)}).mappings():
+        params = {**here, "channels": list(channels), "ids": list(part)}
+        for w in conn.execute(st.writes_of_channels, params).mappings():
             by_checkpoint.setdefault(w["checkpoint_id"], []).append(w)
     writes = {}
     for ch in channels:
         on_path = reversed(walk.path[: walk.reach[ch]])
-        writes[ch] = [w for cid in on_path for w in codec.sorted_writes(by_checkpoint.get(cid, ())) if w["channel"] == ch]
+        writes[ch] = [
+            w for cid in on_path for w in codec.sorted_writes(by_checkpoint.get(cid, ())) if w["channel"] == ch
+        ]
     return DeltaRows(writes, walk.seeds)

@@ -37,7 +37,7 @@ from checkpoint_sql.errors import (
     InvalidFilterError,
     UnknownCheckpointError,
 )
-from checkpoint_sql.ids import Address, address_of, key_of, thread_id_of
+from checkpoint_sql.ids import address_of, key_of, thread_id_of
 from checkpoint_sql.schema import DEFAULT_PREFIX, SaverTables, saver_tables
 from checkpoint_sql.statements import SaverStatements
 
@@ -48,6 +48,10 @@ LIST_PAGE = 100
 """Checkpoints fetched per transaction while iterating `list`."""
 
 PRUNE_STRATEGIES = ("keep_latest", "delete")
+
+# Aliases, because inside SQLSaver the name `list` is the method.
+Tuples = list[CheckpointTuple]
+Page = tuple[Tuples, "tuple[Any, ...] | None"]
 
 
 @dataclass(slots=True)
@@ -109,7 +113,11 @@ class SQLSaver(BaseCheckpointSaver[str], AbstractContextManager["SQLSaver"], Abs
     ) -> None:
         super().__init__(serde=serde)
         self._owns_db = not isinstance(target, Database)
-        self.db = target if isinstance(target, Database) else Database(target, async_engine=async_engine, options=engine_options)
+        self.db = (
+            target
+            if isinstance(target, Database)
+            else Database(target, async_engine=async_engine, options=engine_options)
+        )
         self.tables: SaverTables = saver_tables(table_prefix, schema)
         self._st = SaverStatements(self.tables, self.db.family)
 
@@ -136,13 +144,17 @@ class SQLSaver(BaseCheckpointSaver[str], AbstractContextManager["SQLSaver"], Abs
     def __enter__(self) -> SQLSaver:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.close()
 
     async def __aenter__(self) -> SQLSaver:
         return self
 
-    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         await self.aclose()
 
     # --- running calls ------------------------------------------------------------------
@@ -183,10 +195,10 @@ class SQLSaver(BaseCheckpointSaver[str], AbstractContextManager["SQLSaver"], Abs
             lambda loaded: None if loaded is None else self._tuples(loaded)[0],
         )
 
-    def _tuples(self, loaded: operations.Loaded) -> list[CheckpointTuple]:
+    def _tuples(self, loaded: operations.Loaded) -> Tuples:
         return [
             codec.checkpoint_tuple(self.serde, row, body, loaded.blobs, loaded.writes)
-            for row, body in zip(loaded.rows, loaded.bodies)
+            for row, body in zip(loaded.rows, loaded.bodies, strict=True)
         ]
 
     def list(
@@ -237,7 +249,7 @@ class SQLSaver(BaseCheckpointSaver[str], AbstractContextManager["SQLSaver"], Abs
 
     def _page(
         self, plan: _ListPlan, after: tuple[Any, ...] | None, remaining: int | None
-    ) -> _Call[operations.Loaded, tuple[list[CheckpointTuple], tuple[Any, ...] | None]] | None:
+    ) -> _Call[operations.Loaded, Page] | None:
         """The call fetching the page after `after`, or None once the listing is done.
 
         Its result is the page's tuples and the cursor of the next page (None when this
@@ -257,7 +269,7 @@ class SQLSaver(BaseCheckpointSaver[str], AbstractContextManager["SQLSaver"], Abs
             "limit": size,
         }
 
-        def finish(loaded: operations.Loaded) -> tuple[list[CheckpointTuple], tuple[Any, ...] | None]:
+        def finish(loaded: operations.Loaded) -> Page:
             if len(loaded.rows) < size:
                 return self._tuples(loaded), None
             fixed = {"thread_fixed": plan.thread_key is not None, "ns_fixed": plan.ns_key is not None}
@@ -451,7 +463,7 @@ class SQLSaver(BaseCheckpointSaver[str], AbstractContextManager["SQLSaver"], Abs
         for call in self._prune(thread_ids, strategy):
             await self._arun(call)
 
-    def _prune(self, thread_ids: Sequence[str], strategy: str) -> list[_Call[None, None]]:
+    def _prune(self, thread_ids: Sequence[str], strategy: str) -> Sequence[_Call[None, None]]:
         if strategy not in PRUNE_STRATEGIES:
             raise InvalidArgumentError(f"prune: unknown strategy {strategy!r}; use one of {PRUNE_STRATEGIES}")
         threads = [thread_id_of(t) for t in _strings(thread_ids, "prune: thread_ids", allow_ints=True)]
@@ -483,7 +495,7 @@ class SQLSaver(BaseCheckpointSaver[str], AbstractContextManager["SQLSaver"], Abs
 
     def _delta_history(
         self, config: RunnableConfig, channels: Sequence[str]
-    ) -> _Call[operations.DeltaRows, dict[str, DeltaChannelHistory]] | None:
+    ) -> _Call[operations.DeltaRows, Mapping[str, DeltaChannelHistory]] | None:
         address = address_of(config, operation="get_delta_channel_history")
         names = _strings(channels, "get_delta_channel_history: channels")
         if not names:
@@ -534,7 +546,7 @@ def _checked_filter(filter: Mapping[str, Any] | None) -> dict[str, Any]:
         if not isinstance(key, str) or not key or any(c in key for c in '"\\') or not key.isprintable():
             raise InvalidFilterError(
                 f"list: filter key {key!r:.60} is not allowed; use a non-empty metadata key "
-                'without double quotes, backslashes or control characters'
+                "without double quotes, backslashes or control characters"
             )
         try:
             dialects.canonical_json(value)

@@ -32,7 +32,16 @@ class SaverStatements:
         self.upsert_checkpoint = dialects.upsert(
             family,
             cp,
-            ["thread_id", "checkpoint_ns", "parent_checkpoint_id", "type", "checkpoint", "metadata", "run_id", "created_at"],
+            [
+                "thread_id",
+                "checkpoint_ns",
+                "parent_checkpoint_id",
+                "type",
+                "checkpoint",
+                "metadata",
+                "run_id",
+                "created_at",
+            ],
         )
         self.insert_blobs = dialects.insert_ignoring_duplicates(family, bl)
         self.insert_writes_keep_first = dialects.insert_ignoring_duplicates(family, wr)
@@ -55,18 +64,25 @@ class SaverStatements:
         self.rows_by_id = sa.select(*self.row_columns).where(
             here, cp.c.checkpoint_id.in_(bindparam("ids", expanding=True))
         )
-        self.blobs_by_key = sa.select(bl.c.thread_key, bl.c.ns_key, bl.c.channel, bl.c.version, bl.c.type, bl.c.blob).where(
-            tuple_(bl.c.thread_key, bl.c.ns_key, bl.c.channel, bl.c.version).in_(bindparam("keys", expanding=True))
-        )
+        self.blobs_by_key = sa.select(
+            bl.c.thread_key, bl.c.ns_key, bl.c.channel, bl.c.version, bl.c.type, bl.c.blob
+        ).where(tuple_(bl.c.thread_key, bl.c.ns_key, bl.c.channel, bl.c.version).in_(bindparam("keys", expanding=True)))
         self.writes_by_checkpoint = sa.select(
-            wr.c.thread_key, wr.c.ns_key, wr.c.checkpoint_id, wr.c.task_id, wr.c.idx,
-            wr.c.channel, wr.c.task_path, wr.c.type, wr.c.blob,
+            wr.c.thread_key,
+            wr.c.ns_key,
+            wr.c.checkpoint_id,
+            wr.c.task_id,
+            wr.c.idx,
+            wr.c.channel,
+            wr.c.task_path,
+            wr.c.type,
+            wr.c.blob,
         ).where(tuple_(wr.c.thread_key, wr.c.ns_key, wr.c.checkpoint_id).in_(bindparam("keys", expanding=True)))
 
         # --- whole-thread statements
-        self.thread_has_checkpoints = sa.select(sa.literal_column("1")).select_from(cp).where(
-            cp.c.thread_key == bindparam("tkey")
-        ).limit(1)
+        self.thread_has_checkpoints: sa.Select[Any] = (
+            sa.select(sa.literal_column("1")).select_from(cp).where(cp.c.thread_key == bindparam("tkey")).limit(1)
+        )
         self.delete_thread = [
             sa.delete(t).where(t.c.thread_key.in_(bindparam("thread_keys", expanding=True))) for t in (cp, bl, wr)
         ]
@@ -86,7 +102,7 @@ class SaverStatements:
         self.blob_keys_of_namespace = sa.select(bl.c.channel, bl.c.version).where(
             bl.c.thread_key == bindparam("tkey"), bl.c.ns_key == bindparam("nkey")
         )
-        ids = bindparam("ids", expanding=True)
+        ids: sa.BindParameter[Any] = bindparam("ids", expanding=True)
         self.delete_writes_of = sa.delete(wr).where(
             wr.c.thread_key == bindparam("tkey"), wr.c.ns_key == bindparam("nkey"), wr.c.checkpoint_id.in_(ids)
         )
@@ -121,8 +137,15 @@ class SaverStatements:
             .order_by(chain.c.depth)
         )
         self.writes_of_channels = sa.select(
-            wr.c.thread_key, wr.c.ns_key, wr.c.checkpoint_id, wr.c.task_id, wr.c.idx,
-            wr.c.channel, wr.c.task_path, wr.c.type, wr.c.blob,
+            wr.c.thread_key,
+            wr.c.ns_key,
+            wr.c.checkpoint_id,
+            wr.c.task_id,
+            wr.c.idx,
+            wr.c.channel,
+            wr.c.task_path,
+            wr.c.type,
+            wr.c.blob,
         ).where(
             wr.c.thread_key == bindparam("tkey"),
             wr.c.ns_key == bindparam("nkey"),
@@ -167,14 +190,9 @@ class SaverStatements:
             where.append(dialects.json_member_equals(self.family, cp.c.metadata, key, value))
         if after is not None:
             where.append(order[0] < after[0] if len(order) == 1 else tuple_(*order) < tuple_(*after))
-        return (
-            sa.select(*self.row_columns)
-            .where(*where)
-            .order_by(*(c.desc() for c in order))
-            .limit(limit)
-        )
+        return sa.select(*self.row_columns).where(*where).order_by(*(c.desc() for c in order)).limit(limit)
 
-    def list_cursor(self, row: Mapping[str, Any], *, thread_fixed: bool, ns_fixed: bool) -> tuple[Any, ...]:
+    def list_cursor(self, row: Mapping[Any, Any], *, thread_fixed: bool, ns_fixed: bool) -> tuple[Any, ...]:
         """The keyset position of `row` in a `list_page` with the same fixed columns."""
         position = [row["checkpoint_id"]]
         if not thread_fixed:
@@ -187,8 +205,8 @@ class SaverStatements:
 def _copy_rows(table: sa.Table, target_key: sa.BindParameter[Any], source_key: sa.BindParameter[Any]) -> sa.Insert:
     """INSERT ... SELECT of one thread's rows of `table` under another thread key
     (and, in ``checkpoints``, another thread id)."""
-    columns = [c for c in table.columns]
-    selected = []
+    columns = list(table.columns)
+    selected: list[sa.ColumnElement[Any]] = []
     for c in columns:
         if c.name == "thread_key":
             selected.append(target_key)

@@ -36,7 +36,9 @@ class SyncAPI(BaseCheckpointSaver[str]):
     async def aput(self, config: RunnableConfig, checkpoint: Any, metadata: Any, new_versions: Any) -> RunnableConfig:
         return self.saver.put(config, checkpoint, metadata, new_versions)
 
-    async def aput_writes(self, config: RunnableConfig, writes: Sequence[tuple[str, Any]], task_id: str, task_path: str = "") -> None:
+    async def aput_writes(
+        self, config: RunnableConfig, writes: Sequence[tuple[str, Any]], task_id: str, task_path: str = ""
+    ) -> None:
         self.saver.put_writes(config, writes, task_id, task_path)
 
     async def adelete_thread(self, thread_id: str) -> None:
@@ -72,7 +74,9 @@ async def test_conformance_suite_passes_every_capability(db_url: str, engine_nam
     report = await validate(factory, progress=ProgressCallbacks(on_test_result=record))
 
     detected = {name for name, result in report.results.items() if result.detected}
-    assert detected == {c.value for c in ALL_CAPABILITIES}, f"capabilities not detected: {set(report.results) - detected}"
+    assert detected == {c.value for c in ALL_CAPABILITIES}, (
+        f"capabilities not detected: {set(report.results) - detected}"
+    )
     assert not failures, "\n\n".join(failures)
     passed = sum(r.tests_passed for r in report.results.values())
     assert passed >= 80, f"only {passed} conformance tests ran"

@@ -63,9 +63,7 @@ def upgrade(prefix: str, schema: str | None) -> None:
         sa.Column("task_path", dialects.long_text(), nullable=False),
         sa.Column("type", sa.String(64), nullable=False),
         sa.Column("blob", dialects.payload(), nullable=True),
-        sa.PrimaryKeyConstraint(
-            "thread_key", "ns_key", "checkpoint_id", "task_id", "idx", name=f"{prefix}writes_pkey"
-        ),
+        sa.PrimaryKeyConstraint("thread_key", "ns_key", "checkpoint_id", "task_id", "idx", name=f"{prefix}writes_pkey"),
         schema=schema,
         if_not_exists=True,
     )

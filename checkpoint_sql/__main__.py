@@ -1,0 +1,5 @@
+import sys
+
+from checkpoint_sql.cli import main
+
+sys.exit(main())
