@@ -1,57 +1,99 @@
 """Bringing a database's tables to the current schema with the bundled Alembic revisions.
 
-`upgrade` is an operation (a function of one sync `Connection`), so `setup()` and
-`asetup()` run the same code. It is idempotent and safe when many processes start at
-once: it takes a per-prefix migration lock first (`dialects.migration_lock`), then
-reads the version, and only the first process to get the lock migrates. No statement
-needs to run outside a transaction (no ``CREATE INDEX CONCURRENTLY``).
+Each component (the saver; the companion stores) has its own revision history and
+version table (`MigrationTarget`). `upgrade` is an operation, a function of one sync
+`Connection`, so `setup()` and `asetup()` run the same code. It is idempotent and safe
+when many processes start at once: it takes a per-target migration lock first
+(`dialects.migration_lock`), then reads the version, and only the first process to get
+the lock migrates. No statement needs to run outside a transaction (no
+``CREATE INDEX CONCURRENTLY``).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
-from alembic import command
+import sqlalchemy as sa
+from alembic import command, context
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Connection
 
 from checkpoint_sql import dialects
-from checkpoint_sql.schema import SaverTables
 
-_LOCATION = str(Path(__file__).parent / "migrations")
+_MIGRATIONS = Path(__file__).parent / "migrations"
 
 
-def _config() -> Config:
-    config = Config()
-    config.set_main_option("script_location", _LOCATION)
-    return config
+@dataclass(frozen=True)
+class MigrationTarget:
+    """One component's tables: where its revisions live and where its version is kept."""
+
+    component: str
+    """Directory under ``checkpoint_sql/migrations`` holding the component's revisions."""
+    prefix: str
+    schema: str | None
+    metadata: sa.MetaData
+    """The tables the code uses, for Alembic's comparison tools."""
+
+    @property
+    def version_table(self) -> str:
+        """Alembic's version table for this component: ours, never the host app's."""
+        suffix = "" if self.component == "saver" else f"_{self.component}"
+        return f"{self.prefix}alembic_version{suffix}"
+
+    def config(self) -> Config:
+        config = Config()
+        config.set_main_option("script_location", str(_MIGRATIONS / self.component))
+        return config
 
 
 @cache
-def head() -> str:
-    """The newest bundled revision."""
-    revision = ScriptDirectory.from_config(_config()).get_current_head()
+def _head(component: str) -> str:
+    revision = ScriptDirectory.from_config(
+        MigrationTarget(component, "", None, sa.MetaData()).config()
+    ).get_current_head()
     assert revision is not None
     return revision
 
 
-def current(conn: Connection, tables: SaverTables) -> str | None:
+def head(target: MigrationTarget) -> str:
+    """The newest bundled revision of the target's component."""
+    return _head(target.component)
+
+
+def current(conn: Connection, target: MigrationTarget) -> str | None:
     """The revision the database is at, or None before the first `setup()`."""
-    context = MigrationContext.configure(
-        conn, opts={"version_table": tables.version_table, "version_table_schema": tables.schema}
+    migration = MigrationContext.configure(
+        conn, opts={"version_table": target.version_table, "version_table_schema": target.schema}
     )
-    return context.get_current_revision()
+    return migration.get_current_revision()
 
 
-def upgrade(conn: Connection, tables: SaverTables, family: dialects.Family) -> tuple[str | None, str]:
+def upgrade(conn: Connection, target: MigrationTarget, family: dialects.Family) -> tuple[str | None, str]:
     """Apply the revisions the database lacks; returns (revision before, revision after)."""
-    with dialects.migration_lock(family, conn, f"checkpoint_sql migrate {tables.schema or ''}.{tables.prefix}"):
-        before = current(conn, tables)
-        if before != head():
-            config = _config()
-            config.attributes.update(connection=conn, tables=tables)
+    lock = f"checkpoint_sql {target.component} {target.schema or ''}.{target.prefix}"
+    with dialects.migration_lock(family, conn, lock):
+        before = current(conn, target)
+        if before != head(target):
+            config = target.config()
+            config.attributes.update(connection=conn, target=target)
             command.upgrade(config, "head")
-        return before, head()
+        return before, head(target)
+
+
+def run_environment() -> None:
+    """Body of every component's ``env.py``: Alembic's documented "shared connection"
+    recipe, on the connection `upgrade` hands over, under the target's own version
+    table, passing the table prefix and schema to each revision."""
+    target: MigrationTarget = context.config.attributes["target"]
+    context.configure(
+        connection=context.config.attributes["connection"],
+        version_table=target.version_table,
+        version_table_schema=target.schema,
+        target_metadata=target.metadata,
+    )
+    with context.begin_transaction():
+        context.run_migrations(prefix=target.prefix, schema=target.schema)

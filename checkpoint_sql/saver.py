@@ -175,7 +175,7 @@ class SQLSaver(BaseCheckpointSaver[str], AbstractContextManager["SQLSaver"], Abs
         await self._arun(self._setup())
 
     def _setup(self) -> _Call[Any, None]:
-        return _Call(migrate.upgrade, (self.tables, self.db.family), lambda _: None, write=True)
+        return _Call(migrate.upgrade, (self.tables.migrations, self.db.family), lambda _: None, write=True)
 
     # --- reading ----------------------------------------------------------------------
 

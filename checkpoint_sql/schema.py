@@ -28,6 +28,7 @@ import sqlalchemy as sa
 
 from checkpoint_sql import dialects
 from checkpoint_sql.errors import ConfigurationError
+from checkpoint_sql.migrate import MigrationTarget
 
 DEFAULT_PREFIX = "cpsql_"
 
@@ -55,9 +56,8 @@ class SaverTables:
     schema: str | None
 
     @property
-    def version_table(self) -> str:
-        """Alembic's version table for these tables: ours, never the host app's."""
-        return f"{self.prefix}alembic_version"
+    def migrations(self) -> MigrationTarget:
+        return MigrationTarget("saver", self.prefix, self.schema, self.metadata)
 
 
 def check_prefix(prefix: str) -> str:

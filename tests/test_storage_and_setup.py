@@ -87,9 +87,9 @@ def test_table_prefixes_keep_two_savers_apart_in_one_database(db_url: str) -> No
 
 def test_the_migrations_create_exactly_the_tables_the_code_uses(saver: SQLSaver) -> None:
     with saver.db.sync_engine.connect() as conn:
-        context = MigrationContext.configure(conn, opts={"version_table": saver.tables.version_table})
+        context = MigrationContext.configure(conn, opts={"version_table": saver.tables.migrations.version_table})
         assert compare_metadata(context, saver.tables.metadata) == []
-        assert migrate.current(conn, saver.tables) == migrate.head()
+        assert migrate.current(conn, saver.tables.migrations) == migrate.head(saver.tables.migrations)
 
 
 def _setup_in_a_process(url: str, barrier: Any) -> None:
@@ -112,8 +112,12 @@ def test_setup_is_idempotent_and_safe_from_eight_processes_at_once(db_url: str) 
         saver.setup()  # once more: nothing to do
         assert count(saver, "checkpoints") == 8
         with saver.db.sync_engine.connect() as conn:
-            versions = conn.execute(sa.text(f"SELECT version_num FROM {saver.tables.version_table}")).scalars().all()
-    assert versions == [migrate.head()]
+            versions = (
+                conn.execute(sa.text(f"SELECT version_num FROM {saver.tables.migrations.version_table}"))
+                .scalars()
+                .all()
+            )
+    assert versions == [migrate.head(saver.tables.migrations)]
 
 
 def test_schema_option_places_the_tables_in_a_postgresql_schema(tmp_path: Any) -> None:

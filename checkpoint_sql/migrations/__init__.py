@@ -1,5 +1,7 @@
-"""Alembic revisions of checkpoint_sql's tables, run by `checkpoint_sql.migrate`.
+"""Alembic revisions, one independent history per component.
 
-Each revision's ``upgrade(prefix, schema)`` receives the table prefix and schema it
-must create its tables under, so one database can hold several prefixed table sets.
+Each component (the saver, the stores) has its own script directory here and its own
+version table, so setting up one never creates the other's tables. Every revision's
+``upgrade(prefix, schema)`` receives the table prefix and schema to create its tables
+under. `checkpoint_sql.migrate` runs them.
 """
