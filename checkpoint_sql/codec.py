@@ -2,17 +2,22 @@
 
 Everything here is pure: serialization happens before a transaction opens (so a value
 that cannot be serialized leaves the database untouched) and decoding after it closes
-(so transactions stay short). Values go through the saver's `serde` as
-``(type, bytes)`` and are stored as such, whatever the serializer is;
-`EncryptedSerializer` therefore works unchanged.
+(so transactions stay short). Channel values, writes and the checkpoint body go
+through the saver's `serde` as ``(type, bytes)`` and are stored as such, whatever the
+serializer is; `EncryptedSerializer` therefore works unchanged. Metadata and channel
+versions are plain JSON, because SQL filters and joins on them.
+
+Rows written are dicts of driver-ready values (JSON already as text), since the hot
+path binds them on the DBAPI cursor directly (`prepared.py`).
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, cast
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import (
@@ -31,12 +36,16 @@ from checkpoint_sql.dialects import canonical_json
 from checkpoint_sql.errors import InvalidArgumentError, SerializationError
 from checkpoint_sql.ids import Address, checkpoint_id_of
 from checkpoint_sql.schema import NAME_MAX, TYPE_MAX, VERSION_MAX
+from checkpoint_sql.statements import BLOB_COLUMNS, CHECKPOINT_COLUMNS, PART_BLOB, PART_CHECKPOINT, WRITE_COLUMNS
 
 EMPTY = "empty"
 """Type tag of a channel that has a version but no value at this checkpoint."""
 
 Row = Mapping[Any, Any]
-"""A result row (SQLAlchemy `RowMapping`) by column name."""
+"""A checkpoint, blob or write row by column name."""
+BlobKey = tuple[bytes, bytes, str, str]
+"""(thread key, namespace key, channel, version): what identifies a stored value."""
+CheckpointKey = tuple[bytes, bytes, str]
 
 
 def dump(serde: SerializerProtocol, value: Any, what: str) -> tuple[str, bytes]:
@@ -56,8 +65,14 @@ def load(serde: SerializerProtocol, type_: str, data: bytes | None) -> Any:
     return serde.loads_typed((type_, b"" if data is None else bytes(data)))
 
 
+def load_json(value: Any) -> Any:
+    """A JSON column's value: drivers hand PostgreSQL's JSONB back decoded, text as is."""
+    return json.loads(value) if isinstance(value, (str, bytes)) else value
+
+
 def version_text(version: Any, channel: str) -> str:
-    """A channel version as stored in a key; LangGraph uses ints or strings."""
+    """A channel version as stored in a blob key; LangGraph uses ints or strings. It is
+    also how each engine renders the version from the JSON list, so the two join."""
     if isinstance(version, bool) or not isinstance(version, (str, int, float)):
         raise InvalidArgumentError(
             f"version of channel {channel!r} must be a str, int or float, not {type(version).__name__}"
@@ -86,29 +101,35 @@ def _strip_nul(value: Any) -> Any:
     return value
 
 
-def metadata_document(config: RunnableConfig, metadata: CheckpointMetadata) -> dict[str, Any]:
-    """The metadata as stored: LangGraph's merge of config metadata, as plain JSON."""
+def metadata_json(config: RunnableConfig, metadata: CheckpointMetadata) -> tuple[str, dict[str, Any]]:
+    """The metadata as stored (LangGraph's merge of config metadata) and its JSON text."""
     document: dict[str, Any] = _strip_nul(dict(get_serializable_checkpoint_metadata(config, metadata)))
-    for key, value in document.items():
-        try:
-            canonical_json(value)
-        except (TypeError, ValueError) as exc:
-            raise SerializationError(
-                f"metadata[{key!r}] is not JSON ({type(value).__name__}: {exc}); checkpoint "
-                "metadata is stored as JSON so that list(filter=...) can query it"
-            ) from None
-    return document
+    try:
+        return canonical_json(document), document
+    except (TypeError, ValueError):
+        for key, value in document.items():
+            try:
+                canonical_json(value)
+            except (TypeError, ValueError) as exc:
+                raise SerializationError(
+                    f"metadata[{key!r}] is not JSON ({type(value).__name__}: {exc}); checkpoint "
+                    "metadata is stored as JSON so that list(filter=...) can query it"
+                ) from None
+        raise
 
 
-def created_at(checkpoint: Checkpoint) -> datetime:
-    """The checkpoint's own timestamp as naive UTC, the retention clock."""
+def created_us(checkpoint: Checkpoint) -> int:
+    """The checkpoint's own timestamp in microseconds since the epoch, the retention clock."""
     try:
         ts = datetime.fromisoformat(str(checkpoint["ts"]))
     except (KeyError, ValueError):
-        return datetime.now(timezone.utc).replace(tzinfo=None)
-    if ts.tzinfo is not None:
-        ts = ts.astimezone(timezone.utc).replace(tzinfo=None)
-    return ts
+        ts = datetime.now(timezone.utc)
+    if ts.tzinfo is None:
+        ts = ts.replace(tzinfo=timezone.utc)
+    return int(ts.timestamp() * 1_000_000)
+
+
+# --- writing -------------------------------------------------------------------------
 
 
 @dataclass(slots=True)
@@ -119,10 +140,12 @@ class PreparedWrites:
     interrupt, ...) which have fixed negative indexes. When every write of a task is
     special, retrying the task overwrites them (`overwrite`); otherwise the first
     attempt wins (`keep_first`), so a retried task cannot duplicate or reorder writes.
+    A key repeated within one call follows the same rule (first or last kept), since
+    one statement may not touch a row twice.
     """
 
-    keep_first: list[dict[str, Any]] = field(default_factory=list)
-    overwrite: list[dict[str, Any]] = field(default_factory=list)
+    keep_first: dict[tuple[Any, ...], dict[str, Any]] = field(default_factory=dict)
+    overwrite: dict[tuple[Any, ...], dict[str, Any]] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -174,14 +197,14 @@ def prepare_put(
                 "blob": data,
             }
         )
-    body: dict[str, Any] = {k: v for k, v in checkpoint.items() if k != "channel_values"}
-    for channel, version in body.get("channel_versions", {}).items():
+    versions = checkpoint.get("channel_versions", {})
+    for channel, version in versions.items():
+        check_name(channel, "channel name")
         version_text(version, channel)
+    body = {k: v for k, v in checkpoint.items() if k not in ("channel_values", "channel_versions")}
     body_type, body_data = dump(serde, body, where)
-    document = metadata_document(config, metadata)
+    metadata_text, document = metadata_json(config, metadata)
     run_id = document.get("run_id")
-    if run_id is not None:
-        run_id = check_name(str(run_id), "metadata['run_id']")
     row = {
         "thread_key": address.thread_key,
         "ns_key": address.ns_key,
@@ -191,9 +214,10 @@ def prepare_put(
         "parent_checkpoint_id": address.checkpoint_id,
         "type": body_type,
         "checkpoint": body_data,
-        "metadata": document,
-        "run_id": run_id,
-        "created_at": created_at(checkpoint),
+        "metadata": metadata_text,
+        "versions": canonical_json([[c, v] for c, v in versions.items()]),
+        "run_id": None if run_id is None else check_name(str(run_id), "metadata['run_id']"),
+        "created_us": created_us(checkpoint),
     }
     return PreparedPut(row, blobs)
 
@@ -232,7 +256,12 @@ def add_task_writes(
             }
         )
     special = all(channel in WRITES_IDX_MAP for channel, _ in writes)
-    (into.overwrite if special else into.keep_first).extend(rows)
+    for row in rows:
+        key = (row["checkpoint_id"], row["task_id"], row["idx"])
+        if special:
+            into.overwrite[key] = row
+        else:
+            into.keep_first.setdefault(key, row)
 
 
 def add_full_put_writes(
@@ -267,33 +296,41 @@ def add_full_put_writes(
 # --- reading -------------------------------------------------------------------------
 
 
-def decode_body(serde: SerializerProtocol, row: Row) -> dict[str, Any]:
-    """The checkpoint stored in a row, without its channel values."""
-    body: dict[str, Any] = load(serde, row["type"], row["checkpoint"])
-    return body
+@dataclass(slots=True)
+class Loaded:
+    """Checkpoint rows (newest first) with the blobs and writes they need."""
+
+    checkpoints: list[dict[str, Any]] = field(default_factory=list)
+    blobs: dict[BlobKey, Row] = field(default_factory=dict)
+    writes: dict[CheckpointKey, list[Row]] = field(default_factory=dict)
 
 
-def blob_keys(row: Row, body: Mapping[str, Any]) -> list[tuple[bytes, bytes, str, str]]:
+def split_union(rows: Iterable[Sequence[Any]]) -> Loaded:
+    """Sort the rows of a read (`SaverStatements._with_children`) into a `Loaded`."""
+    loaded = Loaded()
+    for row in rows:
+        part, values = row[0], tuple(row[1:])
+        if part == PART_CHECKPOINT:
+            loaded.checkpoints.append(dict(zip(CHECKPOINT_COLUMNS, values, strict=False)))
+        elif part == PART_BLOB:
+            picked = (values[0], values[1], values[3], values[4], values[6], values[7])
+            blob = dict(zip(BLOB_COLUMNS, picked, strict=True))
+            loaded.blobs[(blob["thread_key"], blob["ns_key"], blob["channel"], blob["version"])] = blob
+        else:
+            write = dict(zip(WRITE_COLUMNS, values[:8] + values[10:], strict=True))
+            key = (write["thread_key"], write["ns_key"], write["checkpoint_id"])
+            loaded.writes.setdefault(key, []).append(write)
+    loaded.checkpoints.sort(key=lambda r: (r["checkpoint_id"], r["thread_key"], r["ns_key"]), reverse=True)
+    return loaded
+
+
+def channel_versions(row: Row) -> dict[str, Any]:
+    return {channel: version for channel, version in load_json(row["versions"])}
+
+
+def blob_keys(row: Row) -> list[BlobKey]:
     """The blob keys a checkpoint's channel versions point at."""
-    return [
-        (row["thread_key"], row["ns_key"], channel, str(version))
-        for channel, version in body.get("channel_versions", {}).items()
-    ]
-
-
-BlobIndex = Mapping[tuple[bytes, bytes, str, str], Row]
-WriteIndex = Mapping[tuple[bytes, bytes, str], Sequence[Row]]
-
-
-def index_blobs(rows: Iterable[Row]) -> dict[tuple[bytes, bytes, str, str], Row]:
-    return {(r["thread_key"], r["ns_key"], r["channel"], r["version"]): r for r in rows}
-
-
-def index_writes(rows: Iterable[Row]) -> dict[tuple[bytes, bytes, str], list[Row]]:
-    grouped: dict[tuple[bytes, bytes, str], list[Row]] = {}
-    for r in rows:
-        grouped.setdefault((r["thread_key"], r["ns_key"], r["checkpoint_id"]), []).append(r)
-    return grouped
+    return [(row["thread_key"], row["ns_key"], c, str(v)) for c, v in load_json(row["versions"])]
 
 
 def sorted_writes(rows: Iterable[Row]) -> list[Row]:
@@ -305,21 +342,27 @@ def pending_writes(serde: SerializerProtocol, rows: Iterable[Row]) -> list[Pendi
     return [(r["task_id"], r["channel"], load(serde, r["type"], r["blob"])) for r in sorted_writes(rows)]
 
 
+def checkpoint_tuples(serde: SerializerProtocol, loaded: Loaded) -> list[CheckpointTuple]:
+    return [checkpoint_tuple(serde, row, loaded.blobs, loaded.writes) for row in loaded.checkpoints]
+
+
 def checkpoint_tuple(
-    serde: SerializerProtocol, row: Row, body: Mapping[str, Any], blobs: BlobIndex, writes: WriteIndex
+    serde: SerializerProtocol, row: Row, blobs: Mapping[BlobKey, Row], writes: Mapping[CheckpointKey, Sequence[Row]]
 ) -> CheckpointTuple:
     """Assemble the `CheckpointTuple` LangGraph expects from a row and its children."""
+    versions = channel_versions(row)
     values = {}
-    for key in blob_keys(row, body):
-        blob = blobs.get(key)
+    for channel, version in versions.items():
+        blob = blobs.get((row["thread_key"], row["ns_key"], channel, str(version)))
         if blob is not None and blob["type"] != EMPTY:
-            values[key[2]] = load(serde, blob["type"], blob["blob"])
+            values[channel] = load(serde, blob["type"], blob["blob"])
+    body = load(serde, row["type"], row["checkpoint"])
     configurable = {"thread_id": row["thread_id"], "checkpoint_ns": row["checkpoint_ns"]}
     parent = row["parent_checkpoint_id"]
     return CheckpointTuple(
         config={"configurable": {**configurable, "checkpoint_id": row["checkpoint_id"]}},
-        checkpoint={**body, "channel_values": values},  # type: ignore[typeddict-item]
-        metadata=row["metadata"],
+        checkpoint=cast(Checkpoint, {**body, "channel_versions": versions, "channel_values": values}),
+        metadata=load_json(row["metadata"]),
         parent_config={"configurable": {**configurable, "checkpoint_id": parent}} if parent else None,
         pending_writes=pending_writes(serde, writes.get((row["thread_key"], row["ns_key"], row["checkpoint_id"]), ())),
     )

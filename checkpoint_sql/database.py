@@ -1,26 +1,32 @@
 """One database, reached through a sync and an async engine, running operations.
 
 An *operation* is a plain function ``op(conn, *args)`` taking a sync SQLAlchemy
-`Connection`. `Database.run` calls it in a transaction on the sync engine;
-`Database.arun` calls the very same function through `AsyncConnection.run_sync`
-(SQLAlchemy's greenlet bridge), so every operation is written once and the async path
-never touches a thread pool. Each call is one transaction on a pooled connection; no
-lock of our own serialises callers.
+`Connection`. `Database.run` calls it on the sync engine; `Database.arun` calls the
+very same function through `AsyncConnection.run_sync` (SQLAlchemy's greenlet bridge),
+so every operation is written once and the async path never touches a thread pool.
+No lock of our own serialises callers: the pool does the sharing.
+
+Connections run in autocommit, and each call is one transaction: an operation that is
+a single statement runs bare (the statement is its own transaction, and costs no
+BEGIN/COMMIT round trips); any other runs between an explicit BEGIN and COMMIT
+(``BEGIN IMMEDIATE`` for SQLite writers), rolled back on error.
 
 The saver and the companion stores share one `Database`, hence one pool per engine.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 from sqlalchemy.engine import URL, Connection, Engine
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from checkpoint_sql import dialects, engines
+from checkpoint_sql import dialects, engines, prepared
 from checkpoint_sql.errors import ConfigurationError, EngineUnreachableError, SchemaNotReadyError
 
 T = TypeVar("T")
@@ -32,8 +38,9 @@ class Database:
 
     `target` is a URL (or None for `$CHECKPOINT_SQL_URL` / the embedded default), an
     `Engine`, or an `AsyncEngine`; `async_engine` may add the async side to a sync
-    `Engine`. Engines passed in are borrowed (never disposed here); the missing side
-    is created from the same URL on first use, and owned.
+    `Engine`. Engines passed in are borrowed (never disposed here, and their pool
+    settings are theirs); the missing side is created from the same URL on first use,
+    and owned.
     """
 
     def __init__(
@@ -47,6 +54,7 @@ class Database:
         self._sync: Engine | None = None
         self._async: AsyncEngine | None = None
         self._owned: list[Engine | AsyncEngine] = []
+        self._async_loop: asyncio.AbstractEventLoop | None = None
         self._lock = threading.Lock()
         if isinstance(target, AsyncEngine):
             if async_engine is not None:
@@ -91,53 +99,90 @@ class Database:
 
     @property
     def async_engine(self) -> AsyncEngine:
-        if self._async is None:
+        """The async engine. One this object created belongs to the event loop it was
+        first used in (its pooled connections do); called from another loop (a second
+        `asyncio.run`, say), it is replaced rather than handing out dead connections."""
+        loop = asyncio.get_running_loop() if self._in_loop() else None
+        if self._async is None or (loop is not None and self._async_loop not in (None, loop) and self._owns_async()):
             with self._lock:
+                if self._async is not None and self._owns_async():
+                    self._owned.remove(self._async)
+                    self._async.sync_engine.dispose(close=False)  # its loop is gone or not ours
+                    self._async = None
                 if self._async is None:
                     engine = engines.create_engine_pair(self.url, self.options, want_async=True)
                     assert isinstance(engine, AsyncEngine)
                     self._owned.append(engine)
-                    self._async = engine
+                    self._async, self._async_loop = engine, loop
         return self._async
+
+    def _owns_async(self) -> bool:
+        return self._async is not None and self._async in self._owned
+
+    @staticmethod
+    def _in_loop() -> bool:
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return False
+        return True
+
+    def _borrowed(self, engine: Engine) -> bool:
+        return all(engine is not (e.sync_engine if isinstance(e, AsyncEngine) else e) for e in self._owned)
 
     # --- running operations ---------------------------------------------------------
 
-    def run(self, op: Callable[..., T], *args: Any, write: bool = False, snapshot: bool = False) -> T:
-        """Run `op(conn, *args)` in one transaction on the sync engine and commit."""
+    def run(
+        self, op: Callable[..., T], *args: Any, write: bool = False, snapshot: bool = False, single: bool = False
+    ) -> T:
+        """Run `op(conn, *args)` as one transaction on the sync engine.
+
+        `single`: the operation is one statement and needs no BEGIN/COMMIT. `write`:
+        it modifies rows. `snapshot`: it needs one consistent view across statements.
+        """
         try:
             conn = self.sync_engine.connect()
         except DBAPIError as exc:
             raise self._unreachable(exc) from exc
-        try:
-            with conn, conn.begin():
-                return self._in_transaction(conn, op, args, write, snapshot)
-        except DBAPIError as exc:
-            self._translate(exc)
-            raise
+        with conn:
+            return self._transaction(conn, op, args, _mode(write, snapshot, single))
 
-    async def arun(self, op: Callable[..., T], *args: Any, write: bool = False, snapshot: bool = False) -> T:
-        """Run the same `op(conn, *args)` in one transaction on the async engine."""
-        conn = self.async_engine.connect()
+    async def arun(
+        self, op: Callable[..., T], *args: Any, write: bool = False, snapshot: bool = False, single: bool = False
+    ) -> T:
+        """Run the same `op(conn, *args)` as one transaction on the async engine."""
+        conn: AsyncConnection = self.async_engine.connect()
         try:
             await conn.start()
         except DBAPIError as exc:
             raise self._unreachable(exc) from exc
         try:
-            async with conn.begin():
-                return await conn.run_sync(self._in_transaction, op, args, write, snapshot)
-        except DBAPIError as exc:
-            self._translate(exc)
-            raise
+            return await conn.run_sync(self._transaction, op, args, _mode(write, snapshot, single))
         finally:
             await conn.close()
 
-    def _in_transaction(
-        self, conn: Connection, op: Callable[..., T], args: tuple[Any, ...], write: bool, snapshot: bool
+    def _transaction(
+        self, conn: Connection, op: Callable[..., T], args: tuple[Any, ...], mode: dialects.Mode | None
     ) -> T:
-        first = dialects.begin_sql(self.family, write=write, snapshot=snapshot)
-        if first is not None:
-            conn.exec_driver_sql(first)
-        return op(conn, *args)
+        if self._borrowed(conn.engine):
+            conn.execution_options(isolation_level="AUTOCOMMIT")
+        try:
+            if mode is None:
+                return op(conn, *args)
+            for statement in dialects.begin_sql(self.family, mode):
+                prepared.run(conn, statement)
+            try:
+                result = op(conn, *args)
+            except BaseException:
+                if not conn.invalidated:
+                    with contextlib.suppress(DBAPIError):  # the original error matters more
+                        prepared.run(conn, "ROLLBACK")
+                raise
+            prepared.run(conn, "COMMIT")
+            return result
+        except DBAPIError as exc:
+            self._translate(exc)
+            raise
 
     def _unreachable(self, exc: DBAPIError) -> EngineUnreachableError:
         reason = str(exc.orig).strip().splitlines()[0] if exc.orig is not None else type(exc).__name__
@@ -178,3 +223,9 @@ class Database:
             if self._async in self._owned:
                 self._async = None
             self._owned.clear()
+
+
+def _mode(write: bool, snapshot: bool, single: bool) -> dialects.Mode | None:
+    if single:
+        return None
+    return "snapshot" if snapshot else "write" if write else "read"

@@ -18,7 +18,10 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.dml import Insert
+from sqlalchemy.sql.functions import FunctionElement
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
 Family = Literal["sqlite", "postgresql", "mysql"]
@@ -144,54 +147,149 @@ def upsert(family: Family, table: sa.Table, update: Sequence[str]) -> Insert:
     )
 
 
-def json_member_equals(family: Family, column: sa.ColumnElement[Any], key: str, value: Any) -> sa.ColumnElement[bool]:
-    """`column[key] == value` for a top-level key of a JSON object, typed as in Python
-    (``"1"`` does not match ``1``; ``None`` matches null and absent). The key and the
-    value are bound parameters; callers must first reject keys containing ``"`` or
-    ``\\``, which a JSON path in SQLite or MySQL cannot quote."""
-    if family == "postgresql":
-        member = column.op("->", return_type=postgresql.JSONB())(sa.literal(key, sa.Text()))
-        if value is None:
-            return sa.or_(member.is_(None), member == sa.cast(sa.literal("null"), postgresql.JSONB()))
-        return member == sa.cast(sa.literal(canonical_json(value)), postgresql.JSONB())
-    path = sa.literal(f'$."{key}"', sa.Text())
-    if family == "mysql":
-        extracted = sa.func.json_extract(column, path)
-        if value is None:
-            return sa.or_(extracted.is_(None), sa.func.json_type(extracted) == "NULL")
-        # MariaDB's JSON is text in the column's collation: compare bytes, not letters.
-        expected = sa.func.json_extract(sa.literal(canonical_json(value), sa.Text()), "$")
-        return sa.cast(extracted, sa.LargeBinary()) == sa.cast(expected, sa.LargeBinary())
-    kind = sa.func.json_type(column, path)
+def json_filter(family: Family, key: str, value: Any) -> tuple[str, str, Any]:
+    """How `json_member_equals` matches ``metadata[key] == value`` on this engine: the
+    kind of comparison (part of the SQL's shape) and the two bound values (what locates
+    the key, what it must equal).
+
+    Equality is typed as in Python (``"1"`` does not match ``1``) and ``None`` matches
+    null or absent. Callers must first reject keys containing ``"`` or ``\\``, which
+    a JSON path in SQLite or MySQL cannot quote.
+    """
     if value is None:
-        return sa.or_(kind.is_(None), kind == "null")
-    if isinstance(value, bool):
-        return kind == ("true" if value else "false")
-    extracted = sa.func.json_extract(column, path)
-    if isinstance(value, str):
-        return sa.and_(kind == "text", extracted == sa.literal(value, sa.Text()))
-    if isinstance(value, (int, float)):
-        return sa.and_(kind.in_(("integer", "real")), extracted == sa.literal(value))
+        kind = "null"
+    elif isinstance(value, bool):
+        kind = "true" if value else "false"
+    elif isinstance(value, str):
+        kind = "text"
+    elif isinstance(value, (int, float)):
+        kind = "number"
+    else:
+        kind = "json"
+    locator = key if family == "postgresql" else f'$."{key}"'
+    if family == "sqlite" and kind in ("text", "number"):
+        return kind, locator, value  # json_extract yields SQL scalars to compare with
+    return kind, locator, canonical_json(value)
+
+
+def json_member_equals(
+    family: Family,
+    column: sa.ColumnElement[Any],
+    kind: str,
+    locator: sa.BindParameter[Any],
+    value: sa.BindParameter[Any],
+) -> sa.ColumnElement[bool]:
+    """``column[key] == value`` for a top-level key of a JSON object, as planned by
+    `json_filter` (both arguments bound, never spliced into the SQL)."""
+    if family == "postgresql":
+        member = column.op("->", return_type=postgresql.JSONB())(sa.cast(locator, sa.Text()))
+        if kind == "null":
+            return sa.or_(member.is_(None), member == sa.cast(sa.literal_column("'null'"), postgresql.JSONB()))
+        return member == sa.cast(value, postgresql.JSONB())
+    if family == "mysql":
+        extracted = sa.func.json_extract(column, locator)
+        if kind == "null":
+            return sa.or_(extracted.is_(None), sa.func.json_type(extracted) == sa.literal_column("'NULL'"))
+        # MariaDB's JSON is text in the column's collation: compare bytes, not letters.
+        expected = sa.func.json_extract(sa.cast(value, sa.Text()), sa.literal_column("'$'"))
+        return sa.cast(extracted, sa.LargeBinary()) == sa.cast(expected, sa.LargeBinary())
+    json_kind = sa.func.json_type(column, locator)
+    if kind == "null":
+        return sa.or_(json_kind.is_(None), json_kind == sa.literal_column("'null'"))
+    if kind in ("true", "false"):
+        return json_kind == sa.literal_column(f"'{kind}'")
+    extracted = sa.func.json_extract(column, locator)
+    if kind == "text":
+        return sa.and_(json_kind == sa.literal_column("'text'"), extracted == value)
+    if kind == "number":
+        return sa.and_(json_kind.in_([sa.literal_column("'integer'"), sa.literal_column("'real'")]), extracted == value)
     return sa.and_(
-        kind.in_(("object", "array")), extracted == sa.func.json(sa.literal(canonical_json(value), sa.Text()))
+        json_kind.in_([sa.literal_column("'object'"), sa.literal_column("'array'")]),
+        extracted == sa.func.json(value),
     )
+
+
+def typed_null(family: Family, type_: TypeEngine[Any]) -> sa.ColumnElement[Any]:
+    """NULL in one branch of a UNION: PostgreSQL needs to be told its type, MySQL
+    cannot CAST to most types and infers it from the other branches."""
+    return sa.null() if family == "mysql" else sa.cast(sa.null(), type_)
+
+
+class _MySQLVersionPairs(FunctionElement[Any]):
+    """MySQL/MariaDB's JSON_TABLE over a ``[[channel, version], ...]`` array."""
+
+    name = "json_table"
+    inherit_cache = True
+
+
+@compiles(_MySQLVersionPairs)
+def _compile_version_pairs(element: _MySQLVersionPairs, compiler: SQLCompiler, **kw: Any) -> str:
+    (document,) = element.clauses
+    return (
+        f"JSON_TABLE({compiler.process(document, **kw)}, '$[*]' COLUMNS ("
+        "channel VARCHAR(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin PATH '$[0]', "
+        "version VARCHAR(128) CHARACTER SET ascii COLLATE ascii_bin PATH '$[1]'))"
+    )
+
+
+def version_pairs(
+    family: Family, versions: sa.ColumnElement[Any], name: str
+) -> tuple[sa.FromClause, sa.ColumnElement[Any], sa.ColumnElement[Any]]:
+    """A checkpoint's ``versions`` (a JSON array of ``[channel, version]``) as rows to
+    join the blobs table on: (from clause, channel, version as text).
+
+    It lets one statement fetch a checkpoint with the blobs its versions point at.
+    Each engine spells the JSON table differently; all may refer to a column of a
+    table earlier in the FROM list (a lateral reference).
+    """
+    if family == "postgresql":
+        pairs = sa.func.jsonb_array_elements(versions).table_valued("value", name=name)
+        return pairs, pairs.c.value.op("->>")(sa.literal_column("0")), pairs.c.value.op("->>")(sa.literal_column("1"))
+    if family == "sqlite":
+        pairs = sa.func.json_each(versions).table_valued("value", name=name)
+        first = sa.func.json_extract(pairs.c.value, sa.literal_column("'$[0]'"))
+        return pairs, first, sa.func.json_extract(pairs.c.value, sa.literal_column("'$[1]'"))
+    pairs = _MySQLVersionPairs(versions).table_valued("channel", "version", name=name)
+    return pairs, pairs.c.channel, pairs.c.version
+
+
+def lone_writes_are_atomic(family: Family) -> bool:
+    """Whether one write statement may run without an explicit transaction.
+
+    Not on SQLite: a bare statement reads before it takes the write lock, and in WAL
+    mode another writer committing in between fails it (SQLITE_BUSY_SNAPSHOT) without
+    waiting; BEGIN IMMEDIATE takes the lock first.
+    """
+    return family != "sqlite"
+
+
+def chains_writes(family: Family) -> bool:
+    """Whether several INSERTs can be chained into one statement (PostgreSQL's
+    data-modifying CTEs), making a put one round trip and one implicit transaction."""
+    return family == "postgresql"
 
 
 # --- transactions, migrations and errors ---------------------------------------------
 
+Mode = Literal["read", "write", "snapshot"]
 
-def begin_sql(family: Family, *, write: bool, snapshot: bool = False) -> str | None:
-    """What to run first in a transaction, if anything.
+
+def begin_sql(family: Family, mode: Mode) -> list[str]:
+    """The statements opening an explicit transaction on an autocommit connection.
 
     SQLite: a writer takes the write lock up front (BEGIN IMMEDIATE), so it waits on
     `busy_timeout` instead of failing with "database is locked" when it upgrades a
-    read lock; a reader opens a snapshot so its statements agree. Elsewhere the
-    transaction begins implicitly, in READ COMMITTED unless `snapshot` asks for one
-    consistent view (operations that read rows and then delete exactly those).
+    read lock. PostgreSQL and MySQL run in READ COMMITTED, except `snapshot`
+    transactions (operations that read rows, then delete exactly those), which get
+    one consistent view.
     """
     if family == "sqlite":
-        return "BEGIN IMMEDIATE" if write else "BEGIN"
-    return "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ" if snapshot else None
+        return ["BEGIN IMMEDIATE" if mode != "read" else "BEGIN"]
+    if mode != "snapshot":
+        return ["BEGIN" if family == "postgresql" else "START TRANSACTION"]
+    if family == "postgresql":
+        return ["BEGIN ISOLATION LEVEL REPEATABLE READ"]
+    return ["SET TRANSACTION ISOLATION LEVEL REPEATABLE READ", "START TRANSACTION"]
 
 
 @contextmanager

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import os
 import re
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import platformdirs
 import sqlalchemy as sa
@@ -151,6 +153,10 @@ class EngineOptions:
     pool_recycle: int = 3600
     """Seconds after which a pooled PostgreSQL/MySQL connection is replaced, before a
     server or proxy idle timeout closes it under us."""
+    ping_after_idle: float | None = 1.0
+    """A pooled PostgreSQL/MySQL connection idle this many seconds (or older than a
+    disconnect seen on the pool) is pinged before reuse; 0 pings at every checkout
+    (SQLAlchemy's ``pool_pre_ping``), None never."""
     echo: bool = False
 
     def __post_init__(self) -> None:
@@ -163,12 +169,17 @@ class EngineOptions:
 
 
 def create_engine_pair(url: URL, options: EngineOptions, *, want_async: bool) -> Engine | AsyncEngine:
-    """The sync (`want_async=False`) or async engine for `url`, configured for this package:
-    a pre-pinged pool on servers, WAL and `synchronous` on SQLite, the PostgreSQL
-    prepare threshold, READ COMMITTED on MySQL (fewer gap locks, fewer deadlocks)."""
+    """The sync (`want_async=False`) or async engine for `url`, configured for this package.
+
+    Connections run in driver-level autocommit: `Database` opens a transaction itself
+    when an operation has more than one statement, so a single-statement operation
+    costs no BEGIN/COMMIT round trips, and the pool has nothing to roll back on return.
+    SQLite gets WAL and its `synchronous` level; PostgreSQL the psycopg prepare
+    threshold; MySQL READ COMMITTED sessions (fewer gap locks, fewer deadlocks).
+    """
     sync_url, async_url = driver_pair(url)
     backend = backend_of(url)
-    kwargs: dict[str, object] = {"echo": options.echo}
+    kwargs: dict[str, Any] = {"echo": options.echo, "isolation_level": "AUTOCOMMIT", "pool_reset_on_return": None}
     if backend == "sqlite":
         kwargs["connect_args"] = {"timeout": options.busy_timeout, "check_same_thread": False}
         if is_sqlite_memory(sync_url):
@@ -176,17 +187,14 @@ def create_engine_pair(url: URL, options: EngineOptions, *, want_async: bool) ->
             # pool of them rather than SQLAlchemy's one-connection memory default.
             kwargs["poolclass"] = sa.pool.AsyncAdaptedQueuePool if want_async else sa.pool.QueuePool
     else:
-        kwargs.update(
-            pool_pre_ping=True,
-            pool_size=options.pool_size,
-            max_overflow=options.max_overflow,
-            pool_recycle=options.pool_recycle,
-        )
+        kwargs.update(pool_size=options.pool_size, max_overflow=options.max_overflow, pool_recycle=options.pool_recycle)
     if backend == "postgresql":
         kwargs["connect_args"] = {"prepare_threshold": options.prepare_threshold}
     elif backend in ("mysql", "mariadb"):
-        kwargs["isolation_level"] = "READ COMMITTED"
-        kwargs["connect_args"] = {"charset": "utf8mb4"}
+        kwargs["connect_args"] = {
+            "charset": "utf8mb4",
+            "init_command": "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED",
+        }
     engine: Engine | AsyncEngine
     if want_async:
         engine = create_async_engine(async_url, **kwargs)
@@ -195,6 +203,8 @@ def create_engine_pair(url: URL, options: EngineOptions, *, want_async: bool) ->
         engine = sync_side = sa.create_engine(sync_url, **kwargs)
     if backend == "sqlite":
         _sqlite_pragmas(sync_side, wal=not is_sqlite_memory(sync_url), synchronous=options.sqlite_synchronous)
+    elif options.ping_after_idle is not None:
+        _ping_when_stale(sync_side, options.ping_after_idle)
     return engine
 
 
@@ -204,9 +214,41 @@ def _sqlite_pragmas(engine: Engine, *, wal: bool, synchronous: str) -> None:
     level = synchronous.upper()
 
     @sa.event.listens_for(engine, "connect")
-    def _configure(dbapi_connection: object, _record: object) -> None:
-        cursor = dbapi_connection.cursor()  # type: ignore[attr-defined]
+    def _configure(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
         if wal:
             cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute(f"PRAGMA synchronous={level}")
         cursor.close()
+
+
+def _ping_when_stale(engine: Engine, idle_seconds: float) -> None:
+    """Check a pooled server connection before reuse when it may have died: it sat
+    idle `idle_seconds` or more (servers, proxies and NATs drop idle connections), or
+    it predates a disconnect seen on any connection of this engine (the server went
+    away, so its siblings are likely dead too). A dead one is replaced transparently.
+
+    A connection in steady use skips the ping, so the hot path stays one round trip
+    per statement; a connection killed in between fails its statement, which a retry
+    policy repeats on a fresh one.
+    """
+    last_disconnect = [0.0]
+
+    @sa.event.listens_for(engine, "checkin")
+    def _note_idle(_dbapi_connection: Any, record: Any) -> None:
+        record.info["cpsql_idle_since"] = time.monotonic()
+
+    @sa.event.listens_for(engine, "checkout")
+    def _check(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        since = record.info.get("cpsql_idle_since")
+        if since is None or (time.monotonic() - since < idle_seconds and since > last_disconnect[0]):
+            return
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+        except Exception as exc:
+            last_disconnect[0] = time.monotonic()
+            raise sa.exc.DisconnectionError(f"pooled connection failed its ping: {exc}") from exc
+
+    @sa.event.listens_for(engine, "invalidate")
+    def _note_disconnect(_dbapi_connection: Any, _record: Any, _exception: Any) -> None:
+        last_disconnect[0] = time.monotonic()

@@ -1,10 +1,10 @@
-"""The saver's operations, each a function of one sync `Connection` in one transaction.
+"""The saver's operations, each a function of one sync `Connection`.
 
 `Database.run` and `Database.arun` call these same functions for the sync and the
-async API. They read and write rows; serializing happens before (codec.prepare_*) and
-decoding after (codec.checkpoint_tuple), outside the transaction. The one exception
-is a checkpoint's own body, decoded here when an operation needs its channel versions
-to know which blobs to read, keep or delete.
+async API, inside the transaction the caller asked for (none, for an operation that
+is a single statement). They read and write rows; serializing happens before
+(`codec.prepare_*`) and decoding after (`codec.checkpoint_tuples`), outside any
+transaction.
 """
 
 from __future__ import annotations
@@ -13,13 +13,13 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from langgraph.checkpoint.serde.base import SerializerProtocol
 from sqlalchemy.engine import Connection
 
 from checkpoint_sql import codec
-from checkpoint_sql.codec import Row
+from checkpoint_sql.codec import Loaded, Row
 from checkpoint_sql.errors import ThreadExistsError, ThreadNotFoundError
 from checkpoint_sql.ids import Address
+from checkpoint_sql.prepared import Prepared
 from checkpoint_sql.statements import CHUNK, SaverStatements
 
 T = TypeVar("T")
@@ -34,71 +34,22 @@ def chunks(items: Sequence[T], size: int = CHUNK) -> Iterator[Sequence[T]]:
         yield items[start : start + size]
 
 
-@dataclass(slots=True)
-class Loaded:
-    """Checkpoint rows with their decoded bodies, blobs and pending writes: all that
-    `codec.checkpoint_tuple` needs, fetched in one transaction."""
-
-    rows: list[Row] = field(default_factory=list)
-    bodies: list[dict[str, Any]] = field(default_factory=list)
-    blobs: dict[tuple[bytes, bytes, str, str], Row] = field(default_factory=dict)
-    writes: dict[tuple[bytes, bytes, str], list[Row]] = field(default_factory=dict)
+# --- the hot path: one statement each where the engine allows ---------------------------
 
 
-def _load_children(conn: Connection, st: SaverStatements, serde: SerializerProtocol, rows: list[Row]) -> Loaded:
-    """Two queries for any number of checkpoints: their blobs, then their writes."""
-    loaded = Loaded(rows=rows, bodies=[codec.decode_body(serde, r) for r in rows])
-    keys: list[tuple[bytes, bytes, str, str]] = sorted(
-        {k for row, body in zip(rows, loaded.bodies, strict=True) for k in codec.blob_keys(row, body)}
-    )
-    for blob_keys in chunks(keys):
-        loaded.blobs.update(codec.index_blobs(conn.execute(st.blobs_by_key, {"keys": list(blob_keys)}).mappings()))
-    checkpoints = [(r["thread_key"], r["ns_key"], r["checkpoint_id"]) for r in rows]
-    for checkpoint_keys in chunks(checkpoints):
-        found = conn.execute(st.writes_by_checkpoint, {"keys": list(checkpoint_keys)}).mappings()
-        for key, group in codec.index_writes(found).items():
-            loaded.writes.setdefault(key, []).extend(group)
-    return loaded
+def read(conn: Connection, statement: Prepared, params: dict[str, Any]) -> Loaded:
+    """Checkpoints with their blobs and writes, in one statement (`get_tuple`, a page
+    of `list`)."""
+    return codec.split_union(statement.rows(conn, params))
 
 
-# --- reads ---------------------------------------------------------------------------
+def write(conn: Connection, plan: Sequence[tuple[Prepared, dict[str, Any]]]) -> None:
+    """Run the statements of a `SaverStatements.put_plan`."""
+    for statement, params in plan:
+        statement.execute(conn, params)
 
 
-def load_checkpoint(
-    conn: Connection, st: SaverStatements, serde: SerializerProtocol, address: Address
-) -> Loaded | None:
-    """The checkpoint `address` names (or its namespace's latest), with its children."""
-    params = {"tkey": address.thread_key, "nkey": address.ns_key}
-    if address.checkpoint_id is None:
-        row = conn.execute(st.latest, params).mappings().first()
-    else:
-        row = conn.execute(st.exact, {**params, "checkpoint_id": address.checkpoint_id}).mappings().first()
-    return None if row is None else _load_children(conn, st, serde, [row])
-
-
-def load_page(conn: Connection, st: SaverStatements, serde: SerializerProtocol, query: dict[str, Any]) -> Loaded:
-    """One page of `list` (see `SaverStatements.list_page` for the query)."""
-    rows: list[Row] = list(conn.execute(st.list_page(**query)).mappings())
-    return _load_children(conn, st, serde, rows) if rows else Loaded()
-
-
-# --- writes --------------------------------------------------------------------------
-
-
-def put(conn: Connection, st: SaverStatements, prepared: codec.PreparedPut) -> None:
-    """A checkpoint, its new blobs and (for `put_full`) its writes. Blobs are
-    insert-or-ignore: a version names one value forever."""
-    if prepared.blobs:
-        conn.execute(st.insert_blobs, prepared.blobs)
-    conn.execute(st.upsert_checkpoint, prepared.checkpoint)
-    put_writes(conn, st, prepared.writes)
-
-
-def put_writes(conn: Connection, st: SaverStatements, writes: codec.PreparedWrites) -> None:
-    if writes.keep_first:
-        conn.execute(st.insert_writes_keep_first, writes.keep_first)
-    if writes.overwrite:
-        conn.execute(st.insert_writes_overwrite, writes.overwrite)
+# --- whole threads ---------------------------------------------------------------------
 
 
 def delete_threads(conn: Connection, st: SaverStatements, thread_keys: Sequence[bytes]) -> None:
@@ -129,7 +80,6 @@ def copy_thread(conn: Connection, st: SaverStatements, source: Address, target: 
 def _forget(
     conn: Connection,
     st: SaverStatements,
-    serde: SerializerProtocol,
     thread_key: bytes,
     ns_key: bytes,
     doomed: Sequence[str],
@@ -143,7 +93,7 @@ def _forget(
     parent is deleted become roots, so no parent id dangles.
     """
     here = {"tkey": thread_key, "nkey": ns_key}
-    referenced = {(k[2], k[3]) for row in kept for k in codec.blob_keys(row, codec.decode_body(serde, row))}
+    referenced = {(k[2], k[3]) for row in kept for k in codec.blob_keys(row)}
     garbage = [tuple(p) for p in conn.execute(st.blob_keys_of_namespace, here) if tuple(p) not in referenced]
     for part in chunks(doomed):
         ids = {**here, "ids": list(part)}
@@ -154,20 +104,25 @@ def _forget(
         conn.execute(st.delete_blobs, {**here, "pairs": list(pairs)})
 
 
-def delete_for_runs(conn: Connection, st: SaverStatements, serde: SerializerProtocol, run_ids: Sequence[str]) -> None:
+def _rows(conn: Connection, st: SaverStatements, thread_key: bytes, ns_key: bytes, ids: Sequence[str]) -> list[Row]:
+    here = {"tkey": thread_key, "nkey": ns_key}
+    return [r for part in chunks(ids) for r in conn.execute(st.rows_by_id, {**here, "ids": list(part)}).mappings()]
+
+
+def delete_for_runs(conn: Connection, st: SaverStatements, run_ids: Sequence[str]) -> None:
     """Every checkpoint whose metadata run_id is in `run_ids` (any thread, any namespace)."""
     doomed: dict[tuple[bytes, bytes], set[str]] = {}
     for part in chunks(run_ids):
         for row in conn.execute(st.rows_by_run, {"run_ids": list(part)}).mappings():
             doomed.setdefault((row["thread_key"], row["ns_key"]), set()).add(row["checkpoint_id"])
     for (thread_key, ns_key), ids in doomed.items():
-        here = {"tkey": thread_key, "nkey": ns_key}
-        rest = [i for i in conn.execute(st.checkpoint_ids, here).scalars() if i not in ids]
-        kept = [r for part in chunks(rest) for r in conn.execute(st.rows_by_id, {**here, "ids": list(part)}).mappings()]
-        _forget(conn, st, serde, thread_key, ns_key, sorted(ids), kept)
+        rest = [
+            i for i in conn.execute(st.checkpoint_ids, {"tkey": thread_key, "nkey": ns_key}).scalars() if i not in ids
+        ]
+        _forget(conn, st, thread_key, ns_key, sorted(ids), _rows(conn, st, thread_key, ns_key, rest))
 
 
-def prune_keep_latest(conn: Connection, st: SaverStatements, serde: SerializerProtocol, thread_key: bytes) -> None:
+def prune_keep_latest(conn: Connection, st: SaverStatements, thread_key: bytes) -> None:
     """Keep each namespace's latest checkpoint and delete the rest of one thread.
 
     A latest checkpoint whose metadata counts updates since a delta snapshot
@@ -178,16 +133,15 @@ def prune_keep_latest(conn: Connection, st: SaverStatements, serde: SerializerPr
     """
     for ns_key, head_id in conn.execute(st.latest_per_namespace, {"tkey": thread_key}).all():
         here = {"tkey": thread_key, "nkey": ns_key}
-        head = conn.execute(st.exact, {**here, "checkpoint_id": head_id}).mappings().one()
+        head = conn.execute(st.exact_row, {**here, "checkpoint_id": head_id}).mappings().one()
         keep = {head_id}
-        delta_channels = list((head["metadata"] or {}).get("counters_since_delta_snapshot") or {})
+        delta_channels = list((codec.load_json(head["metadata"]) or {}).get("counters_since_delta_snapshot") or {})
         if delta_channels:
-            walk = walk_chain(conn, st, serde, thread_key, ns_key, head_id, delta_channels)
+            walk = walk_chain(conn, st, thread_key, ns_key, head_id, delta_channels)
             keep.update(walk.path[: max(walk.reach.values(), default=0)])
         doomed = [i for i in conn.execute(st.checkpoint_ids, here).scalars() if i not in keep]
         if doomed:
-            kept = list(conn.execute(st.rows_by_id, {**here, "ids": sorted(keep)}).mappings())
-            _forget(conn, st, serde, thread_key, ns_key, doomed, kept)
+            _forget(conn, st, thread_key, ns_key, doomed, _rows(conn, st, thread_key, ns_key, sorted(keep)))
 
 
 # --- delta channels --------------------------------------------------------------------
@@ -211,7 +165,6 @@ class Walk:
 def walk_chain(
     conn: Connection,
     st: SaverStatements,
-    serde: SerializerProtocol,
     thread_key: bytes,
     ns_key: bytes,
     start_id: str,
@@ -230,23 +183,16 @@ def walk_chain(
         cursor = rows[-1]["parent_checkpoint_id"] if len(rows) == CHAIN_PAGE + 1 else None
         if first_page:
             rows, first_page = rows[1:], False  # the start itself: its writes are not history
-        bodies = [codec.decode_body(serde, r) for r in rows]
-        wanted = sorted(
-            {
-                (thread_key, ns_key, ch, str(v))
-                for b in bodies
-                for ch, v in b.get("channel_versions", {}).items()
-                if ch in remaining
-            }
-        )
-        stored = {}
+        versions = [codec.channel_versions(r) for r in rows]
+        wanted = sorted({(ch, str(v)) for vs in versions for ch, v in vs.items() if ch in remaining})
+        stored: dict[tuple[str, str], Row] = {}
         for part in chunks(wanted):
-            stored.update(codec.index_blobs(conn.execute(st.blobs_by_key, {"keys": list(part)}).mappings()))
-        for row, body in zip(rows, bodies, strict=True):
+            for found in conn.execute(st.blobs_by_pair, {**here, "pairs": list(part)}).mappings():
+                stored[(found["channel"], found["version"])] = found
+        for row, row_versions in zip(rows, versions, strict=True):
             walk.path.append(row["checkpoint_id"])
-            versions = body.get("channel_versions", {})
-            for ch in [c for c in remaining if c in versions]:
-                blob = stored.get((thread_key, ns_key, ch, str(versions[ch])))
+            for ch in [c for c in remaining if c in row_versions]:
+                blob = stored.get((ch, str(row_versions[ch])))
                 if blob is not None and blob["type"] != codec.EMPTY:
                     walk.seeds[ch] = blob
                     walk.reach[ch] = len(walk.path)
@@ -267,22 +213,19 @@ class DeltaRows:
     seeds: dict[str, Row]
 
 
-def delta_history(
-    conn: Connection, st: SaverStatements, serde: SerializerProtocol, address: Address, channels: Sequence[str]
-) -> DeltaRows:
+def delta_history(conn: Connection, st: SaverStatements, address: Address, channels: Sequence[str]) -> DeltaRows:
     """`get_delta_channel_history` in SQL: the chain by recursive query, then the
     seeds' blobs and the chain's writes for these channels, in bulk."""
-    empty = DeltaRows({ch: [] for ch in channels}, {})
     thread_key, ns_key = address.thread_key, address.ns_key
     assert ns_key is not None, "a delta history is always asked of one namespace"
     here = {"tkey": thread_key, "nkey": ns_key}
     target = address.checkpoint_id
     if target is None:
-        row = conn.execute(st.latest, here).mappings().first()
-        if row is None:
-            return empty
-        target = row["checkpoint_id"]
-    walk = walk_chain(conn, st, serde, thread_key, ns_key, target, channels)
+        latest = read(conn, st.read_latest, here).checkpoints
+        if not latest:
+            return DeltaRows({ch: [] for ch in channels}, {})
+        target = latest[0]["checkpoint_id"]
+    walk = walk_chain(conn, st, thread_key, ns_key, target, channels)
     needed = walk.path[: max(walk.reach.values(), default=0)]
     by_checkpoint: dict[str, list[Row]] = {}
     for part in chunks(needed):

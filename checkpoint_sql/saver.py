@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, AbstractContextManager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import TracebackType
 from typing import Any, Generic, TypeVar
 
@@ -39,7 +39,7 @@ from checkpoint_sql.errors import (
 )
 from checkpoint_sql.ids import address_of, key_of, thread_id_of
 from checkpoint_sql.schema import DEFAULT_PREFIX, SaverTables, saver_tables
-from checkpoint_sql.statements import SaverStatements
+from checkpoint_sql.statements import ListShape, SaverStatements
 
 R = TypeVar("R")
 T = TypeVar("T")
@@ -63,6 +63,8 @@ class _Call(Generic[R, T]):
     finish: Callable[[R], T]
     write: bool = False
     snapshot: bool = False
+    single: bool = False
+    """The operation is one statement: no BEGIN/COMMIT around it."""
 
 
 def _same(value: Any) -> Any:
@@ -71,13 +73,10 @@ def _same(value: Any) -> Any:
 
 @dataclass(slots=True)
 class _ListPlan:
-    """A validated `list` request."""
+    """A validated `list` request: its statement shape and bound values."""
 
-    thread_key: bytes | None
-    ns_key: bytes | None
-    checkpoint_id: str | None
-    filter: dict[str, Any]
-    before_id: str | None
+    shape: ListShape
+    params: dict[str, Any]
     limit: int | None
     started: bool = field(default=False)
 
@@ -160,10 +159,12 @@ class SQLSaver(BaseCheckpointSaver[str], AbstractContextManager["SQLSaver"], Abs
     # --- running calls ------------------------------------------------------------------
 
     def _run(self, call: _Call[Any, T]) -> T:
-        return call.finish(self.db.run(call.op, *call.args, write=call.write, snapshot=call.snapshot))
+        result = self.db.run(call.op, *call.args, write=call.write, snapshot=call.snapshot, single=call.single)
+        return call.finish(result)
 
     async def _arun(self, call: _Call[Any, T]) -> T:
-        return call.finish(await self.db.arun(call.op, *call.args, write=call.write, snapshot=call.snapshot))
+        result = await self.db.arun(call.op, *call.args, write=call.write, snapshot=call.snapshot, single=call.single)
+        return call.finish(result)
 
     # --- setup ----------------------------------------------------------------------
 
@@ -187,19 +188,18 @@ class SQLSaver(BaseCheckpointSaver[str], AbstractContextManager["SQLSaver"], Abs
     async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
         return await self._arun(self._get_tuple(config))
 
-    def _get_tuple(self, config: RunnableConfig) -> _Call[operations.Loaded | None, CheckpointTuple | None]:
+    def _get_tuple(self, config: RunnableConfig) -> _Call[codec.Loaded, CheckpointTuple | None]:
         address = address_of(config, operation="get_tuple")
-        return _Call(
-            operations.load_checkpoint,
-            (self._st, self.serde, address),
-            lambda loaded: None if loaded is None else self._tuples(loaded)[0],
-        )
+        params: dict[str, Any] = {"tkey": address.thread_key, "nkey": address.ns_key}
+        if address.checkpoint_id is None:
+            statement = self._st.read_latest
+        else:
+            statement, params["checkpoint_id"] = self._st.read_exact, address.checkpoint_id
+        return _Call(operations.read, (statement, params), self._first, single=True)
 
-    def _tuples(self, loaded: operations.Loaded) -> Tuples:
-        return [
-            codec.checkpoint_tuple(self.serde, row, body, loaded.blobs, loaded.writes)
-            for row, body in zip(loaded.rows, loaded.bodies, strict=True)
-        ]
+    def _first(self, loaded: codec.Loaded) -> CheckpointTuple | None:
+        tuples = codec.checkpoint_tuples(self.serde, loaded)
+        return tuples[0] if tuples else None
 
     def list(
         self,
@@ -249,7 +249,7 @@ class SQLSaver(BaseCheckpointSaver[str], AbstractContextManager["SQLSaver"], Abs
 
     def _page(
         self, plan: _ListPlan, after: tuple[Any, ...] | None, remaining: int | None
-    ) -> _Call[operations.Loaded, Page] | None:
+    ) -> _Call[codec.Loaded, Page] | None:
         """The call fetching the page after `after`, or None once the listing is done.
 
         Its result is the page's tuples and the cursor of the next page (None when this
@@ -259,23 +259,19 @@ class SQLSaver(BaseCheckpointSaver[str], AbstractContextManager["SQLSaver"], Abs
             return None
         plan.started = True
         size = LIST_PAGE if remaining is None else min(LIST_PAGE, remaining)
-        query = {
-            "thread_key": plan.thread_key,
-            "ns_key": plan.ns_key,
-            "checkpoint_id": plan.checkpoint_id,
-            "filter": plan.filter,
-            "before_id": plan.before_id,
-            "after": after,
-            "limit": size,
-        }
+        shape = plan.shape if after is None else replace(plan.shape, after=True)
+        params = {**plan.params, "limit": size, **{f"after{i}": v for i, v in enumerate(after or ())}}
 
-        def finish(loaded: operations.Loaded) -> Page:
-            if len(loaded.rows) < size:
-                return self._tuples(loaded), None
-            fixed = {"thread_fixed": plan.thread_key is not None, "ns_fixed": plan.ns_key is not None}
-            return self._tuples(loaded), self._st.list_cursor(loaded.rows[-1], **fixed)
+        def finish(loaded: codec.Loaded) -> Page:
+            tuples = codec.checkpoint_tuples(self.serde, loaded)
+            if len(tuples) < size:
+                return tuples, None
+            cursor = self._st.list_cursor(
+                loaded.checkpoints[-1], thread_fixed=plan.shape.thread, ns_fixed=plan.shape.namespace
+            )
+            return tuples, cursor
 
-        return _Call(operations.load_page, (self._st, self.serde, query), finish)
+        return _Call(operations.read, (self._st.list_page(shape), params), finish, single=True)
 
     def _list_plan(
         self,
@@ -285,24 +281,31 @@ class SQLSaver(BaseCheckpointSaver[str], AbstractContextManager["SQLSaver"], Abs
         limit: int | None,
     ) -> _ListPlan:
         address = None if config is None else address_of(config, operation="list", default_ns=False)
-        before_id = None
+        params: dict[str, Any] = {}
+        if address is not None:
+            params.update(tkey=address.thread_key, nkey=address.ns_key, checkpoint_id=address.checkpoint_id)
         if before is not None:
             configurable = before.get("configurable") if isinstance(before, Mapping) else None
             if not isinstance(configurable, Mapping) or not configurable.get("checkpoint_id"):
                 raise InvalidConfigError("list: before= must be a config with configurable.checkpoint_id")
-            before_id = address_of(
+            params["before_id"] = address_of(
                 {"configurable": {"thread_id": "-", **configurable}}, operation="list(before=...)"
             ).checkpoint_id
         if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
             raise InvalidArgumentError(f"list: limit must be a non-negative int or None, not {limit!r}")
-        return _ListPlan(
-            thread_key=None if address is None else address.thread_key,
-            ns_key=None if address is None else address.ns_key,
-            checkpoint_id=None if address is None else address.checkpoint_id,
-            filter=_checked_filter(filter),
-            before_id=before_id,
-            limit=limit,
+        kinds = []
+        for i, (key, value) in enumerate(_checked_filter(filter).items()):
+            kind, params[f"fk{i}"], params[f"fv{i}"] = dialects.json_filter(self.db.family, key, value)
+            kinds.append(kind)
+        shape = ListShape(
+            thread=address is not None,
+            namespace=address is not None and address.ns_key is not None,
+            exact=address is not None and address.checkpoint_id is not None,
+            before="before_id" in params,
+            after=False,
+            filters=tuple(kinds),
         )
+        return _ListPlan(shape, params, limit)
 
     # --- writing ----------------------------------------------------------------------
 
@@ -364,7 +367,7 @@ class SQLSaver(BaseCheckpointSaver[str], AbstractContextManager["SQLSaver"], Abs
         if writes is not None:
             codec.add_full_put_writes(self.serde, address, checkpoint_id, writes, prepared.writes)
         stored = address.config(checkpoint_id)
-        return _Call(operations.put, (self._st, prepared), lambda _: stored, write=True)
+        return self._write(prepared.checkpoint, prepared.blobs, prepared.writes, lambda _: stored)
 
     def put_writes(
         self,
@@ -398,7 +401,20 @@ class SQLSaver(BaseCheckpointSaver[str], AbstractContextManager["SQLSaver"], Abs
             )
         prepared = codec.PreparedWrites()
         codec.add_task_writes(self.serde, address, address.checkpoint_id, writes, task_id, task_path, prepared)
-        return _Call(operations.put_writes, (self._st, prepared), _same, write=True)
+        return self._write(None, [], prepared, _same)
+
+    def _write(
+        self,
+        checkpoint: dict[str, Any] | None,
+        blobs: Sequence[dict[str, Any]],
+        writes: codec.PreparedWrites,
+        finish: Callable[[None], T],
+    ) -> _Call[None, T]:
+        """The call storing these rows: one statement where the engine allows (then it
+        is its own transaction), else one transaction."""
+        plan = self._st.put_plan(checkpoint, blobs, list(writes.keep_first.values()), list(writes.overwrite.values()))
+        single = len(plan) == 1 and dialects.lone_writes_are_atomic(self.db.family)
+        return _Call(operations.write, (plan,), finish, write=True, single=single)
 
     # --- deleting and copying ---------------------------------------------------------
 
@@ -434,7 +450,7 @@ class SQLSaver(BaseCheckpointSaver[str], AbstractContextManager["SQLSaver"], Abs
         ids = _strings(run_ids, "delete_for_runs: run_ids")
         if not ids:
             return None
-        return _Call(operations.delete_for_runs, (self._st, self.serde, ids), _same, write=True, snapshot=True)
+        return _Call(operations.delete_for_runs, (self._st, ids), _same, write=True, snapshot=True)
 
     def copy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
         """Copy a whole thread (every namespace, checkpoint, blob and write, same ids)
@@ -472,7 +488,7 @@ class SQLSaver(BaseCheckpointSaver[str], AbstractContextManager["SQLSaver"], Abs
         if strategy == "delete":
             return [self._delete_threads(threads)]
         return [
-            _Call(operations.prune_keep_latest, (self._st, self.serde, key_of(t)), _same, write=True, snapshot=True)
+            _Call(operations.prune_keep_latest, (self._st, key_of(t)), _same, write=True, snapshot=True)
             for t in threads
         ]
 
@@ -502,7 +518,7 @@ class SQLSaver(BaseCheckpointSaver[str], AbstractContextManager["SQLSaver"], Abs
             return None
         return _Call(
             operations.delta_history,
-            (self._st, self.serde, address, names),
+            (self._st, address, names),
             lambda rows: codec.delta_histories(self.serde, rows.writes, rows.seeds),
         )
 

@@ -4,9 +4,10 @@ Three tables, named with a prefix (``cpsql_`` by default) so they sit beside the
 official savers' ``checkpoints``/``checkpoint_blobs``/``checkpoint_writes``/``writes``
 and the host application's own tables:
 
-* ``checkpoints``: one row per checkpoint; the checkpoint without its channel values,
-  serialized by the saver's serde, plus metadata as JSON and a few promoted columns
-  (parent, run id, creation time) that SQL filters on.
+* ``checkpoints``: one row per checkpoint; the checkpoint without its channel values
+  and versions, serialized by the saver's serde; its channel versions as a JSON list of
+  ``[channel, version]`` pairs, which SQL joins the blobs through; metadata as JSON;
+  and a few promoted columns (parent, run id, creation time) that SQL filters on.
 * ``blobs``: one row per (thread, namespace, channel, version). A value is written
   once, by the checkpoint whose put bumped that version; later checkpoints that did
   not change the channel point at the same row through their channel versions.
@@ -86,8 +87,11 @@ def saver_tables(prefix: str = DEFAULT_PREFIX, schema: str | None = None) -> Sav
         sa.Column("type", sa.String(TYPE_MAX), nullable=False),
         sa.Column("checkpoint", dialects.payload(), nullable=False),
         sa.Column("metadata", dialects.JSONDocument(), nullable=False),
+        sa.Column("versions", dialects.JSONDocument(), nullable=False),
         sa.Column("run_id", dialects.unicode_key(NAME_MAX), nullable=True),
-        sa.Column("created_at", sa.DateTime(), nullable=False),
+        # Microseconds since the Unix epoch, UTC: the checkpoint's own timestamp, the
+        # retention clock. An integer binds and compares the same on every driver.
+        sa.Column("created_us", sa.BigInteger(), nullable=False),
         sa.Index(f"{prefix}checkpoints_run_id_idx", "run_id"),
     )
     blobs = sa.Table(

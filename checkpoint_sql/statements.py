@@ -1,106 +1,150 @@
-"""The saver's SQL, built once per table set and engine family.
+"""The saver's SQL, built with SQLAlchemy Core once per table set and engine family.
 
-Statements take bound parameters only, so SQLAlchemy compiles each shape once and
-caches it (a thread and namespace are bound as ``tkey``/``nkey``: an UPDATE may not
-bind a parameter by a column's own name); the few built per call (`list_page`, with its variable filters) are cached
-by shape too. Nothing here runs SQL: `operations.py` does.
+Hot-path statements (`read_*`, `put`, `put_writes`) are `Prepared`: compiled once per
+dialect and run on the DBAPI cursor, with parameters bound by name (``tkey``/``nkey``
+for a thread and namespace key; an UPDATE may not bind a parameter by a column's own
+name). Reading a checkpoint, or a page of them, with every blob and write it needs is
+one statement; so is storing one on PostgreSQL. The rest (deleting, copying, pruning,
+walking a parent chain) are ordinary Core statements run through `Connection.execute`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import bindparam, tuple_
 
 from checkpoint_sql import dialects
+from checkpoint_sql.prepared import Prepared
 from checkpoint_sql.schema import SaverTables
 
 CHUNK = 500
 """Most keys bound in one IN (...); SQLite and psycopg cap parameters per statement."""
 
+ROWS_PER_INSERT = 50
+"""Most rows in one multi-row INSERT; larger batches are split."""
+
+CHECKPOINT_COLUMNS = (
+    "thread_key",
+    "ns_key",
+    "checkpoint_id",
+    "thread_id",
+    "checkpoint_ns",
+    "parent_checkpoint_id",
+    "type",
+    "checkpoint",
+    "metadata",
+    "versions",
+)
+"""The columns of a checkpoint row as the readers return it."""
+
+# Reads return one UNION ALL whose rows are a checkpoint, a blob or a write, told
+# apart by `part`; these are the names each part's columns stand for.
+PART_CHECKPOINT, PART_BLOB, PART_WRITE = 0, 1, 2
+BLOB_COLUMNS = ("thread_key", "ns_key", "channel", "version", "type", "blob")
+WRITE_COLUMNS = ("thread_key", "ns_key", "checkpoint_id", "task_id", "channel", "task_path", "type", "blob", "idx")
+
+
+@dataclass(frozen=True, slots=True)
+class ListShape:
+    """What varies between `list` queries in their SQL (values are bound apart)."""
+
+    thread: bool
+    namespace: bool
+    exact: bool
+    before: bool
+    after: bool
+    filters: tuple[str, ...]
+    """The `dialects.json_filter` kind of each metadata filter, in order."""
+
+
+class RowsInsert:
+    """A multi-row INSERT (one statement for any number of rows), with an optional
+    conflict clause, compiled once per row count."""
+
+    def __init__(self, family: dialects.Family, table: sa.Table, role: str, update: Sequence[str] | None) -> None:
+        self.family, self.table, self.role, self.update = family, table, role, update
+        self.columns = [c.name for c in table.columns]
+        self._statements: dict[int, sa.Insert] = {}
+
+    def statement(self, n: int) -> sa.Insert:
+        """The INSERT of `n` rows whose values are bound as ``<role><i>_<column>``."""
+        if n not in self._statements:
+            rows = [
+                {c: bindparam(f"{self.role}{i}_{c}", type_=self.table.c[c].type) for c in self.columns}
+                for i in range(n)
+            ]
+            if self.update is None:
+                stmt = dialects.insert_ignoring_duplicates(self.family, self.table)
+            else:
+                stmt = dialects.upsert(self.family, self.table, self.update)
+            self._statements[n] = stmt.values(rows)
+        return self._statements[n]
+
+    def renamed(self, prefix: str) -> RowsInsert:
+        """The same INSERT with its bind names prefixed, to chain it beside another."""
+        return RowsInsert(self.family, self.table, prefix + self.role, self.update)
+
+    def params(self, rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+        return {f"{self.role}{i}_{c}": row[c] for i, row in enumerate(rows) for c in self.columns}
+
 
 class SaverStatements:
-    """Prebuilt statements over `tables` for one engine family."""
+    """Every statement the saver runs, over `tables`, for one engine family."""
 
     def __init__(self, tables: SaverTables, family: dialects.Family) -> None:
         self.tables = tables
         self.family = family
         cp, bl, wr = tables.checkpoints, tables.blobs, tables.writes
-
-        self.upsert_checkpoint = dialects.upsert(
-            family,
-            cp,
-            [
-                "thread_id",
-                "checkpoint_ns",
-                "parent_checkpoint_id",
-                "type",
-                "checkpoint",
-                "metadata",
-                "run_id",
-                "created_at",
-            ],
-        )
-        self.insert_blobs = dialects.insert_ignoring_duplicates(family, bl)
-        self.insert_writes_keep_first = dialects.insert_ignoring_duplicates(family, wr)
-        self.insert_writes_overwrite = dialects.upsert(family, wr, ["channel", "task_path", "type", "blob"])
-
-        self.row_columns = (
-            cp.c.thread_key,
-            cp.c.ns_key,
-            cp.c.checkpoint_id,
-            cp.c.thread_id,
-            cp.c.checkpoint_ns,
-            cp.c.parent_checkpoint_id,
-            cp.c.type,
-            cp.c.checkpoint,
-            cp.c.metadata,
-        )
         here = sa.and_(cp.c.thread_key == bindparam("tkey"), cp.c.ns_key == bindparam("nkey"))
-        self.latest = sa.select(*self.row_columns).where(here).order_by(cp.c.checkpoint_id.desc()).limit(1)
-        self.exact = sa.select(*self.row_columns).where(here, cp.c.checkpoint_id == bindparam("checkpoint_id"))
-        self.rows_by_id = sa.select(*self.row_columns).where(
-            here, cp.c.checkpoint_id.in_(bindparam("ids", expanding=True))
-        )
-        self.blobs_by_key = sa.select(
-            bl.c.thread_key, bl.c.ns_key, bl.c.channel, bl.c.version, bl.c.type, bl.c.blob
-        ).where(tuple_(bl.c.thread_key, bl.c.ns_key, bl.c.channel, bl.c.version).in_(bindparam("keys", expanding=True)))
-        self.writes_by_checkpoint = sa.select(
-            wr.c.thread_key,
-            wr.c.ns_key,
-            wr.c.checkpoint_id,
-            wr.c.task_id,
-            wr.c.idx,
-            wr.c.channel,
-            wr.c.task_path,
-            wr.c.type,
-            wr.c.blob,
-        ).where(tuple_(wr.c.thread_key, wr.c.ns_key, wr.c.checkpoint_id).in_(bindparam("keys", expanding=True)))
 
-        # --- whole-thread statements
+        # --- reading (hot path)
+        self.row_columns = tuple(cp.c[name] for name in CHECKPOINT_COLUMNS)
+        latest = sa.select(*self.row_columns).where(here).order_by(cp.c.checkpoint_id.desc()).limit(1)
+        exact = sa.select(*self.row_columns).where(here, cp.c.checkpoint_id == bindparam("checkpoint_id"))
+        self.read_latest = Prepared(self._with_children(latest))
+        self.read_exact = Prepared(self._with_children(exact))
+
+        # --- writing (hot path)
+        self.checkpoint_upsert = RowsInsert(family, cp, "c", [c.name for c in cp.columns if not c.primary_key])
+        self.blob_insert = RowsInsert(family, bl, "b", None)
+        self.writes_keep_first = RowsInsert(family, wr, "k", None)
+        self.writes_overwrite = RowsInsert(family, wr, "o", ["channel", "task_path", "type", "blob"])
+        self._chained: dict[tuple[tuple[str, int], ...], Prepared] = {}
+        self._list_pages: dict[ListShape, Prepared] = {}
+        self._single: dict[tuple[str, int], Prepared] = {}
+
+        # --- whole threads
         self.thread_has_checkpoints: sa.Select[Any] = (
             sa.select(sa.literal_column("1")).select_from(cp).where(cp.c.thread_key == bindparam("tkey")).limit(1)
         )
         self.delete_thread = [
             sa.delete(t).where(t.c.thread_key.in_(bindparam("thread_keys", expanding=True))) for t in (cp, bl, wr)
         ]
-        self.copy_thread = [
-            _copy_rows(t, bindparam("target_key", type_=t.c.thread_key.type), bindparam("source_key"))
-            for t in (cp, bl, wr)
-        ]
+        self.copy_thread = [_copy_rows(t) for t in (cp, bl, wr)]
         self.latest_per_namespace = (
             sa.select(cp.c.ns_key, sa.func.max(cp.c.checkpoint_id).label("checkpoint_id"))
             .where(cp.c.thread_key == bindparam("tkey"))
             .group_by(cp.c.ns_key)
         )
 
-        # --- deleting some checkpoints of one namespace
+        # --- some checkpoints of one namespace
+        self.exact_row = exact
         self.checkpoint_ids = sa.select(cp.c.checkpoint_id).where(here)
+        self.rows_by_id = sa.select(*self.row_columns).where(
+            here, cp.c.checkpoint_id.in_(bindparam("ids", expanding=True))
+        )
         self.rows_by_run = sa.select(*self.row_columns).where(cp.c.run_id.in_(bindparam("run_ids", expanding=True)))
         self.blob_keys_of_namespace = sa.select(bl.c.channel, bl.c.version).where(
             bl.c.thread_key == bindparam("tkey"), bl.c.ns_key == bindparam("nkey")
+        )
+        self.blobs_by_pair = sa.select(*(bl.c[c] for c in BLOB_COLUMNS)).where(
+            bl.c.thread_key == bindparam("tkey"),
+            bl.c.ns_key == bindparam("nkey"),
+            tuple_(bl.c.channel, bl.c.version).in_(bindparam("pairs", expanding=True)),
         )
         ids: sa.BindParameter[Any] = bindparam("ids", expanding=True)
         self.delete_writes_of = sa.delete(wr).where(
@@ -136,63 +180,136 @@ class SaverStatements:
             .join_from(chain, cp, sa.and_(here, cp.c.checkpoint_id == chain.c.checkpoint_id))
             .order_by(chain.c.depth)
         )
-        self.writes_of_channels = sa.select(
-            wr.c.thread_key,
-            wr.c.ns_key,
-            wr.c.checkpoint_id,
-            wr.c.task_id,
-            wr.c.idx,
-            wr.c.channel,
-            wr.c.task_path,
-            wr.c.type,
-            wr.c.blob,
-        ).where(
+        self.writes_of_channels = sa.select(*(wr.c[c] for c in WRITE_COLUMNS)).where(
             wr.c.thread_key == bindparam("tkey"),
             wr.c.ns_key == bindparam("nkey"),
             wr.c.checkpoint_id.in_(bindparam("ids", expanding=True)),
             wr.c.channel.in_(bindparam("channels", expanding=True)),
         )
 
-    def list_page(
-        self,
-        *,
-        thread_key: bytes | None,
-        ns_key: bytes | None,
-        checkpoint_id: str | None,
-        filter: Mapping[str, Any],
-        before_id: str | None,
-        after: tuple[Any, ...] | None,
-        limit: int,
-    ) -> sa.Select[Any]:
-        """One page of `list`, newest first, continuing below `after` (keyset paging).
+    # --- reading -----------------------------------------------------------------------
+
+    def _with_children(self, page: sa.Select[Any]) -> sa.CompoundSelect[Any]:
+        """`page` (checkpoint rows) with the blobs their versions point at and their
+        pending writes, as one UNION ALL: one round trip for any page size.
+
+        Blobs are joined through the distinct (thread, namespace, channel, version)
+        keys of the page, so a value shared by several checkpoints is sent once.
+        Rows come back unordered; the caller orders the checkpoints.
+        """
+        bl, wr = self.tables.blobs, self.tables.writes
+        null = self._null
+        rows = page.cte("cpsql_page")
+        pairs, channel, version = dialects.version_pairs(self.family, rows.c.versions, "cpsql_pairs")
+        keys = (
+            sa.select(rows.c.thread_key, rows.c.ns_key, channel.label("channel"), version.label("version"))
+            .select_from(rows, pairs)
+            .distinct()
+            .subquery("cpsql_keys")
+        )
+        checkpoints = sa.select(
+            sa.literal_column(str(PART_CHECKPOINT)).label("part"),
+            *(rows.c[name] for name in CHECKPOINT_COLUMNS),
+            null(sa.Integer()),
+        )
+        blobs = sa.select(
+            sa.literal_column(str(PART_BLOB)),
+            bl.c.thread_key,
+            bl.c.ns_key,
+            null(sa.String()),
+            bl.c.channel,
+            bl.c.version,
+            null(sa.String()),
+            bl.c.type,
+            bl.c.blob,
+            null(dialects.JSONDocument()),
+            null(dialects.JSONDocument()),
+            null(sa.Integer()),
+        ).select_from(
+            keys.join(
+                bl,
+                sa.and_(
+                    bl.c.thread_key == keys.c.thread_key,
+                    bl.c.ns_key == keys.c.ns_key,
+                    bl.c.channel == keys.c.channel,
+                    bl.c.version == keys.c.version,
+                ),
+            )
+        )
+        writes = sa.select(
+            sa.literal_column(str(PART_WRITE)),
+            wr.c.thread_key,
+            wr.c.ns_key,
+            wr.c.checkpoint_id,
+            wr.c.task_id,
+            wr.c.channel,
+            wr.c.task_path,
+            wr.c.type,
+            wr.c.blob,
+            null(dialects.JSONDocument()),
+            null(dialects.JSONDocument()),
+            wr.c.idx,
+        ).select_from(
+            rows.join(
+                wr,
+                sa.and_(
+                    wr.c.thread_key == rows.c.thread_key,
+                    wr.c.ns_key == rows.c.ns_key,
+                    wr.c.checkpoint_id == rows.c.checkpoint_id,
+                ),
+            )
+        )
+        return sa.union_all(checkpoints, blobs, writes)
+
+    def _null(self, type_: sa.types.TypeEngine[Any]) -> sa.ColumnElement[Any]:
+        return dialects.typed_null(self.family, type_)
+
+    def list_page(self, shape: ListShape) -> Prepared:
+        """One page of `list`, newest first, continuing below the ``after*`` keyset
+        position, with its blobs and writes; compiled once per shape.
 
         The sort key is the checkpoint id, then the thread and namespace keys when the
         query spans several, so pages neither skip nor repeat rows with equal ids
         (copied threads share ids). With a thread and namespace fixed, the primary key
-        serves the order directly and a page reads about `limit` rows.
+        serves the order directly and a page reads about ``limit`` rows.
         """
+        found = self._list_pages.get(shape)
+        if found is not None:
+            return found
         cp = self.tables.checkpoints
         where: list[sa.ColumnElement[bool]] = []
         order: list[sa.ColumnElement[Any]] = [cp.c.checkpoint_id]
-        if thread_key is None:
+        if shape.thread:
+            where.append(cp.c.thread_key == bindparam("tkey"))
+        else:
             order.append(cp.c.thread_key)
+        if shape.namespace:
+            where.append(cp.c.ns_key == bindparam("nkey"))
         else:
-            where.append(cp.c.thread_key == thread_key)
-        if ns_key is None:
             order.append(cp.c.ns_key)
-        else:
-            where.append(cp.c.ns_key == ns_key)
-        if checkpoint_id is not None:
-            where.append(cp.c.checkpoint_id == checkpoint_id)
-        if before_id is not None:
-            where.append(cp.c.checkpoint_id < before_id)
-        for key, value in filter.items():
-            where.append(dialects.json_member_equals(self.family, cp.c.metadata, key, value))
-        if after is not None:
-            where.append(order[0] < after[0] if len(order) == 1 else tuple_(*order) < tuple_(*after))
-        return sa.select(*self.row_columns).where(*where).order_by(*(c.desc() for c in order)).limit(limit)
+        if shape.exact:
+            where.append(cp.c.checkpoint_id == bindparam("checkpoint_id"))
+        if shape.before:
+            where.append(cp.c.checkpoint_id < bindparam("before_id"))
+        for i, kind in enumerate(shape.filters):
+            condition = dialects.json_member_equals(
+                self.family, cp.c.metadata, kind, bindparam(f"fk{i}"), bindparam(f"fv{i}")
+            )
+            where.append(condition)
+        if shape.after:
+            position = [bindparam(f"after{i}", type_=c.type) for i, c in enumerate(order)]
+            where.append(order[0] < position[0] if len(order) == 1 else tuple_(*order) < tuple_(*position))
+        page = sa.select(*self.row_columns).where(*where).order_by(*(c.desc() for c in order))
+        found = self._list_pages[shape] = Prepared(self._with_children(page.limit(bindparam("limit"))))
+        return found
 
-    def list_cursor(self, row: Mapping[Any, Any], *, thread_fixed: bool, ns_fixed: bool) -> tuple[Any, ...]:
+    @staticmethod
+    def list_order(row: Mapping[str, Any]) -> tuple[Any, ...]:
+        """The key `list` orders rows by, descending."""
+        return (row["checkpoint_id"], row["thread_key"], row["ns_key"])
+
+    @staticmethod
+    def list_cursor(row: Mapping[str, Any], *, thread_fixed: bool, ns_fixed: bool) -> tuple[Any, ...]:
         """The keyset position of `row` in a `list_page` with the same fixed columns."""
         position = [row["checkpoint_id"]]
         if not thread_fixed:
@@ -201,17 +318,70 @@ class SaverStatements:
             position.append(row["ns_key"])
         return tuple(position)
 
+    # --- writing -----------------------------------------------------------------------
 
-def _copy_rows(table: sa.Table, target_key: sa.BindParameter[Any], source_key: sa.BindParameter[Any]) -> sa.Insert:
+    def put_plan(
+        self,
+        checkpoint: Mapping[str, Any] | None,
+        blobs: Sequence[Mapping[str, Any]],
+        keep_first: Sequence[Mapping[str, Any]],
+        overwrite: Sequence[Mapping[str, Any]],
+    ) -> list[tuple[Prepared, dict[str, Any]]]:
+        """The statements storing these rows, with their parameters.
+
+        On PostgreSQL they are chained into one statement (data-modifying CTEs), so a
+        put is one round trip and its own transaction; elsewhere they are separate
+        statements the caller runs in one transaction. Empty groups are left out.
+        """
+        groups = [
+            (self.blob_insert, blobs),
+            (self.writes_keep_first, keep_first),
+            (self.writes_overwrite, overwrite),
+        ]
+        if checkpoint is not None:
+            groups.append((self.checkpoint_upsert, [checkpoint]))
+        parts = [
+            (insert, list(rows[i : i + ROWS_PER_INSERT]))
+            for insert, rows in groups
+            for i in range(0, len(rows), ROWS_PER_INSERT)
+        ]
+        if dialects.chains_writes(self.family) and len(parts) > 1:
+            renamed = [(insert.renamed(f"p{i}"), rows) for i, (insert, rows) in enumerate(parts)]
+            params = {k: v for insert, rows in renamed for k, v in insert.params(rows).items()}
+            return [(self._chain(renamed), params)]
+        return [(self._single_insert(insert, len(rows)), insert.params(rows)) for insert, rows in parts]
+
+    def _single_insert(self, insert: RowsInsert, n: int) -> Prepared:
+        key = (insert.role, n)
+        if key not in self._single:
+            self._single[key] = Prepared(insert.statement(n))
+        return self._single[key]
+
+    def _chain(self, parts: Sequence[tuple[RowsInsert, Sequence[Any]]]) -> Prepared:
+        """One statement running every part: all but the last as CTEs of the last,
+        compiled once per shape (which inserts, how many rows each)."""
+        shape = tuple((insert.role, len(rows)) for insert, rows in parts)
+        if shape not in self._chained:
+            statements = [insert.statement(len(rows)) for insert, rows in parts]
+            main = statements[-1]
+            for i, stmt in enumerate(statements[:-1]):
+                main = main.add_cte(stmt.cte(f"cpsql_put_{i}"))
+            self._chained[shape] = Prepared(main)
+        return self._chained[shape]
+
+
+def _copy_rows(table: sa.Table) -> sa.Insert:
     """INSERT ... SELECT of one thread's rows of `table` under another thread key
     (and, in ``checkpoints``, another thread id)."""
     columns = list(table.columns)
     selected: list[sa.ColumnElement[Any]] = []
     for c in columns:
         if c.name == "thread_key":
-            selected.append(target_key)
+            selected.append(bindparam("target_key", type_=c.type))
         elif c.name == "thread_id":
             selected.append(bindparam("target_id", type_=c.type))
         else:
             selected.append(c)
-    return sa.insert(table).from_select(columns, sa.select(*selected).where(table.c.thread_key == source_key))
+    return sa.insert(table).from_select(
+        columns, sa.select(*selected).where(table.c.thread_key == bindparam("source_key"))
+    )

@@ -3,6 +3,7 @@ errors a user sees when the server is away or the tables are missing."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ from checkpoint_sql import (
     SQLSaver,
     engines,
 )
-from tests.conftest import fresh_database, require
+from tests.conftest import admin_url, fresh_database, require
 from tests.helpers import checkpoint, config
 
 
@@ -120,7 +121,39 @@ def test_postgresql_prepare_threshold_is_configurable_for_pgbouncer(tmp_path: An
         saver.setup()
         with saver.db.sync_engine.connect() as conn:
             assert conn.connection.driver_connection.prepare_threshold is None
-        assert saver.db.sync_engine.pool._pre_ping
+
+
+def _kill(engine_name: str, backend_id: int) -> None:
+    admin = sa.create_engine(admin_url(engine_name), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        if engine_name == "postgresql":
+            conn.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": backend_id})
+        else:
+            conn.exec_driver_sql(f"KILL {int(backend_id)}")
+    admin.dispose()
+
+
+def _backend_id(saver: SQLSaver) -> int:
+    with saver.db.sync_engine.connect() as conn:
+        driver = conn.connection.driver_connection
+        return int(driver.info.backend_pid if hasattr(driver, "info") else driver.thread_id())
+
+
+@pytest.mark.parametrize("engine_name", ["postgresql", "mysql"])
+def test_a_pooled_connection_the_server_dropped_while_idle_is_replaced_unnoticed(
+    engine_name: str, tmp_path: Any
+) -> None:
+    """Servers, poolers and NATs close idle connections; the next call must not fail."""
+    require(engine_name)
+    options = EngineOptions(ping_after_idle=0.05, pool_size=1)
+    with fresh_database(engine_name, tmp_path) as url, SQLSaver.from_conn_string(url, engine_options=options) as saver:
+        saver.setup()
+        stored = saver.put(config("t"), checkpoint({"a": 1}), {}, {"a": 1})
+        first = _backend_id(saver)
+        _kill(engine_name, first)
+        time.sleep(0.1)
+        assert saver.get_tuple(stored).checkpoint["channel_values"] == {"a": 1}
+        assert _backend_id(saver) != first
 
 
 def test_bad_engine_options_are_refused() -> None:

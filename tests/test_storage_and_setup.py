@@ -3,6 +3,7 @@ tables, concurrent setup, SQLite's WAL/durability/locking settings."""
 
 from __future__ import annotations
 
+import asyncio
 import multiprocessing
 import sqlite3
 import threading
@@ -194,11 +195,24 @@ def test_sqlite_writers_wait_for_the_lock_instead_of_failing(tmp_path: Any) -> N
 
 def test_an_in_memory_sqlite_database_is_shared_by_the_sync_and_async_sides() -> None:
     async def read(saver: SQLSaver) -> Any:
-        return await saver.aget_tuple(config("t"))
-
-    import asyncio
+        found = await saver.aget_tuple(config("t"))
+        await saver.db.async_engine.dispose()  # its connections belong to this loop
+        return found
 
     with SQLSaver.from_conn_string("sqlite://") as saver:
         saver.setup()
         saver.put(config("t"), checkpoint({"a": 1}), {}, {"a": 1})
         assert asyncio.run(read(saver)).checkpoint["channel_values"] == {"a": 1}
+
+
+def test_one_saver_serves_several_event_loops_in_turn(db_url: str) -> None:
+    """Scripts call asyncio.run more than once; pooled async connections die with
+    their loop, so the saver must not hand them to the next one."""
+
+    async def put_then_read(saver: SQLSaver, n: int) -> Any:
+        await saver.aput(config(f"t{n}"), checkpoint({"n": n}), {}, {"n": 1})
+        return (await saver.aget_tuple(config(f"t{n}"))).checkpoint["channel_values"]
+
+    with SQLSaver.from_conn_string(db_url) as saver:
+        saver.setup()
+        assert [asyncio.run(put_then_read(saver, n)) for n in range(3)] == [{"n": 0}, {"n": 1}, {"n": 2}]
