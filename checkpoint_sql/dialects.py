@@ -243,8 +243,10 @@ def version_pairs(
     table earlier in the FROM list (a lateral reference).
     """
     if family == "postgresql":
+        # In the key columns' collation ("C"), or the primary key cannot serve the join.
         pairs = sa.func.jsonb_array_elements(versions).table_valued("value", name=name)
-        return pairs, pairs.c.value.op("->>")(sa.literal_column("0")), pairs.c.value.op("->>")(sa.literal_column("1"))
+        channel = sa.collate(pairs.c.value.op("->>", return_type=sa.Text())(sa.literal_column("0")), "C")
+        return pairs, channel, sa.collate(pairs.c.value.op("->>", return_type=sa.Text())(sa.literal_column("1")), "C")
     if family == "sqlite":
         pairs = sa.func.json_each(versions).table_valued("value", name=name)
         first = sa.func.json_extract(pairs.c.value, sa.literal_column("'$[0]'"))
