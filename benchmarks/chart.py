@@ -10,15 +10,16 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
-from matplotlib.ticker import FuncFormatter
+from matplotlib.ticker import FuncFormatter, NullFormatter
 
 _PLAIN = FuncFormatter(lambda value, _: f"{value:g}")
+_KB = FuncFormatter(lambda value, _: f"{value / 1000:g} kB")
 
 
-def _plain_log(ax: Any) -> None:
-    """A log y axis labelled 0.5, 1, 2 rather than 5x10^-1."""
-    ax.yaxis.set_major_formatter(_PLAIN)
-    ax.yaxis.set_minor_formatter(_PLAIN)
+def _plain_log(ax: Any, formatter: FuncFormatter = _PLAIN) -> None:
+    """A log y axis labelled 0.1, 1, 10 rather than 10^-1, without minor labels."""
+    ax.yaxis.set_major_formatter(formatter)
+    ax.yaxis.set_minor_formatter(NullFormatter())
 
 
 LABELS = {"sqlite": "SQLite", "postgresql": "PostgreSQL", "mysql": "MariaDB"}
@@ -103,10 +104,8 @@ def _ops_official(ax: Any, data: dict[str, Any] | None) -> None:
     }
     _bars(ax, [op.replace(" (", "\n(") for op in ops], series, ["#2ca02c", "#9467bd", "#8c564b"])
     ax.axhline(1.0, color="black", linewidth=0.8)
-    ax.set_yscale("log")
-    _plain_log(ax)
     ax.set_title(title, fontsize=10)
-    ax.set_ylabel("x official (log)")
+    ax.set_ylabel("x official (1 = as fast)")
     ax.tick_params(axis="x", labelsize=6)
 
 
@@ -133,7 +132,7 @@ def _history(ax: Any, data: dict[str, Any] | None) -> None:
 
 
 def _storage(ax: Any, data: dict[str, Any] | None) -> None:
-    title = "Storage: bytes on disk per checkpoint (log)"
+    title = "Storage: bytes on disk per checkpoint (lower is better)"
     if not data:
         return _missing(ax, title)
     groups, ours, official = [], [], []
@@ -144,9 +143,9 @@ def _storage(ax: Any, data: dict[str, Any] | None) -> None:
         ours.append(entry["ours"]["per_checkpoint"])
         official.append(entry["official"]["per_checkpoint"])
     _bars(ax, groups, {"SQLSaver": ours, "official saver": official}, [OURS, OFFICIAL])
-    ax.set_yscale("log")
+    ax.yaxis.set_major_formatter(_KB)
     ax.set_title(title, fontsize=10)
-    ax.set_ylabel("bytes per checkpoint")
+    ax.set_ylabel("per checkpoint")
     ax.tick_params(axis="x", labelsize=7)
 
 

@@ -70,9 +70,10 @@ class Outcome:
 def duration(seconds: float) -> str:
     if not math.isfinite(seconds):
         return "-"
-    if seconds >= 1:
+    size = abs(seconds)
+    if size >= 1:
         return f"{seconds:.2f} s"
-    if seconds >= 1e-3:
+    if size >= 1e-3:
         return f"{seconds * 1e3:.2f} ms"
     return f"{seconds * 1e6:.0f} µs"
 
