@@ -65,6 +65,8 @@ class _Call(Generic[R, T]):
     snapshot: bool = False
     single: bool = False
     """The operation is one statement: no BEGIN/COMMIT around it."""
+    group: bool = False
+    """It may share a commit with concurrent writes (SQLite group commit)."""
 
 
 def _same(value: Any) -> Any:
@@ -159,11 +161,15 @@ class SQLSaver(BaseCheckpointSaver[str], AbstractContextManager["SQLSaver"], Abs
     # --- running calls ------------------------------------------------------------------
 
     def _run(self, call: _Call[Any, T]) -> T:
-        result = self.db.run(call.op, *call.args, write=call.write, snapshot=call.snapshot, single=call.single)
+        result = self.db.run(
+            call.op, *call.args, write=call.write, snapshot=call.snapshot, single=call.single, group=call.group
+        )
         return call.finish(result)
 
     async def _arun(self, call: _Call[Any, T]) -> T:
-        result = await self.db.arun(call.op, *call.args, write=call.write, snapshot=call.snapshot, single=call.single)
+        result = await self.db.arun(
+            call.op, *call.args, write=call.write, snapshot=call.snapshot, single=call.single, group=call.group
+        )
         return call.finish(result)
 
     # --- setup ----------------------------------------------------------------------
@@ -414,7 +420,7 @@ class SQLSaver(BaseCheckpointSaver[str], AbstractContextManager["SQLSaver"], Abs
         is its own transaction), else one transaction."""
         plan = self._st.put_plan(checkpoint, blobs, list(writes.keep_first.values()), list(writes.overwrite.values()))
         single = len(plan) == 1 and dialects.lone_writes_are_atomic(self.db.family)
-        return _Call(operations.write, (plan,), finish, write=True, single=single)
+        return _Call(operations.write, (plan,), finish, write=True, single=single, group=True)
 
     # --- deleting and copying ---------------------------------------------------------
 
