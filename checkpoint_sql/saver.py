@@ -45,7 +45,7 @@ R = TypeVar("R")
 T = TypeVar("T")
 
 LIST_PAGE = 100
-"""Checkpoints fetched per transaction while iterating `list`."""
+"""Checkpoints fetched per statement while iterating `list`."""
 
 PRUNE_STRATEGIES = ("keep_latest", "delete")
 
