@@ -1,4 +1,5 @@
-"""checkpoint_sql: one LangGraph checkpoint saver for SQLite, PostgreSQL and MySQL/MariaDB."""
+"""checkpoint_sql: one LangGraph checkpoint saver for SQLite, PostgreSQL and MySQL/MariaDB,
+and companion stores on the same engine."""
 
 from checkpoint_sql.database import Database
 from checkpoint_sql.engines import URL_ENV_VAR, EngineOptions, default_sqlite_path
@@ -9,6 +10,8 @@ from checkpoint_sql.errors import (
     InvalidArgumentError,
     InvalidConfigError,
     InvalidFilterError,
+    InvalidNamespaceError,
+    MemoryNotFoundError,
     SchemaNotReadyError,
     SerializationError,
     ThreadExistsError,
@@ -16,6 +19,7 @@ from checkpoint_sql.errors import (
     UnknownCheckpointError,
 )
 from checkpoint_sql.saver import SQLSaver
+from checkpoint_sql.stores import MemoryEntry, SQLStore
 
 __all__ = [
     "URL_ENV_VAR",
@@ -27,7 +31,11 @@ __all__ = [
     "InvalidArgumentError",
     "InvalidConfigError",
     "InvalidFilterError",
+    "InvalidNamespaceError",
+    "MemoryEntry",
+    "MemoryNotFoundError",
     "SQLSaver",
+    "SQLStore",
     "SchemaNotReadyError",
     "SerializationError",
     "ThreadExistsError",
