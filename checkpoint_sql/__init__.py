@@ -12,14 +12,28 @@ from checkpoint_sql.errors import (
     InvalidFilterError,
     InvalidNamespaceError,
     MemoryNotFoundError,
+    ReadOnlyError,
     SchemaNotReadyError,
     SerializationError,
+    SessionConflictError,
+    SessionExistsError,
+    SessionNotFoundError,
     ThreadExistsError,
     ThreadNotFoundError,
     UnknownCheckpointError,
 )
 from checkpoint_sql.saver import SQLSaver
-from checkpoint_sql.stores import MemoryEntry, SQLStore
+from checkpoint_sql.stores import (
+    MemoryEntry,
+    PurgeResult,
+    Session,
+    SessionEvent,
+    SessionStore,
+    SessionSummary,
+    SQLStore,
+    Turn,
+    TurnUsage,
+)
 
 __all__ = [
     "URL_ENV_VAR",
@@ -34,12 +48,23 @@ __all__ = [
     "InvalidNamespaceError",
     "MemoryEntry",
     "MemoryNotFoundError",
+    "PurgeResult",
+    "ReadOnlyError",
     "SQLSaver",
     "SQLStore",
     "SchemaNotReadyError",
     "SerializationError",
+    "Session",
+    "SessionConflictError",
+    "SessionEvent",
+    "SessionExistsError",
+    "SessionNotFoundError",
+    "SessionStore",
+    "SessionSummary",
     "ThreadExistsError",
     "ThreadNotFoundError",
+    "Turn",
+    "TurnUsage",
     "UnknownCheckpointError",
     "default_sqlite_path",
 ]

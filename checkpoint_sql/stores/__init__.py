@@ -1,7 +1,27 @@
-"""Companion stores on the saver's database: `SQLStore` (LangGraph's long-term memory).
-Each works alone from a URL or engines, or on a shared `Database`."""
+"""Companion stores on the saver's database: `SQLStore` (LangGraph's long-term memory)
+and `SessionStore` (sessions, events, scoped state). Each works alone from a URL or
+engines, or on a shared `Database`."""
 
 from checkpoint_sql.stores.memories import MemoryEntry
+from checkpoint_sql.stores.session_models import (
+    PurgeResult,
+    Session,
+    SessionEvent,
+    SessionSummary,
+    Turn,
+    TurnUsage,
+)
+from checkpoint_sql.stores.sessions import SessionStore
 from checkpoint_sql.stores.store import SQLStore
 
-__all__ = ["MemoryEntry", "SQLStore"]
+__all__ = [
+    "MemoryEntry",
+    "PurgeResult",
+    "SQLStore",
+    "Session",
+    "SessionEvent",
+    "SessionStore",
+    "SessionSummary",
+    "Turn",
+    "TurnUsage",
+]
