@@ -1,6 +1,6 @@
-"""Companion stores on the saver's database: `SQLStore` (LangGraph's long-term memory)
-and `SessionStore` (sessions, events, scoped state). Each works alone from a URL or
-engines, or on a shared `Database`."""
+"""Companion stores on the saver's database: `SQLStore` (LangGraph's long-term memory),
+`SessionStore` (sessions, events, scoped state) and `ShortMemoryStore` (short-lived
+key-value entries). Each works alone from a URL or engines, or on a shared `Database`."""
 
 from checkpoint_sql.stores.memories import MemoryEntry
 from checkpoint_sql.stores.session_models import (
@@ -12,6 +12,7 @@ from checkpoint_sql.stores.session_models import (
     TurnUsage,
 )
 from checkpoint_sql.stores.sessions import SessionStore
+from checkpoint_sql.stores.short_memory import ShortMemoryStore
 from checkpoint_sql.stores.store import SQLStore
 
 __all__ = [
@@ -22,6 +23,7 @@ __all__ = [
     "SessionEvent",
     "SessionStore",
     "SessionSummary",
+    "ShortMemoryStore",
     "Turn",
     "TurnUsage",
 ]
