@@ -1,5 +1,5 @@
 """checkpoint_sql: one LangGraph checkpoint saver for SQLite, PostgreSQL and MySQL/MariaDB,
-and companion stores on the same engine."""
+and companion stores (long-term memory, sessions, short-lived memory) on the same engine."""
 
 from checkpoint_sql.database import Database
 from checkpoint_sql.engines import URL_ENV_VAR, EngineOptions, default_sqlite_path
@@ -23,6 +23,7 @@ from checkpoint_sql.errors import (
     UnknownCheckpointError,
 )
 from checkpoint_sql.saver import SQLSaver
+from checkpoint_sql.storage import Storage, connect
 from checkpoint_sql.stores import (
     MemoryEntry,
     PurgeResult,
@@ -63,10 +64,12 @@ __all__ = [
     "SessionStore",
     "SessionSummary",
     "ShortMemoryStore",
+    "Storage",
     "ThreadExistsError",
     "ThreadNotFoundError",
     "Turn",
     "TurnUsage",
     "UnknownCheckpointError",
+    "connect",
     "default_sqlite_path",
 ]
