@@ -109,6 +109,27 @@ async def _araw_count(store: SQLStore) -> int:
         return int((await conn.execute(sa.select(sa.func.count()).select_from(store.tables.items))).scalar_one())
 
 
+def test_namespaces_and_keys_of_ten_thousand_characters_work(store: SQLStore) -> None:
+    long_label = "ü" * 10_000
+    deep = ("users", long_label, "prefs")
+    key = "k" * 10_000
+    store.put(deep, key, {"text": "cat"})
+    store.put(("users", long_label + "x"), "k", {"text": "dog"})
+    store.put(("users", "short"), "k", {"text": "sun"})
+    assert store.get(deep, key) is not None
+    assert [i.key for i in store.search(("users", long_label))] == [key]
+    assert [i.key for i in store.search(deep, query="cat")] == [key]
+    assert len(store.search(("users",))) == 3
+    assert store.list_namespaces(prefix=("users", long_label)) == [deep]
+    assert store.list_namespaces(suffix=("prefs",)) == [deep]
+    assert store.list_namespaces(prefix=("users", "*", "prefs")) == [deep]
+    assert store.list_namespaces(prefix=("users",), max_depth=2) == [
+        ("users", "short"),
+        ("users", long_label),
+        ("users", long_label + "x"),
+    ]
+
+
 # --- semantic search ---------------------------------------------------------------------------
 
 DOCS: list[tuple[str, dict[str, Any], Any]] = [

@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import Any
 
 from checkpoint_sql.errors import InvalidArgumentError
-from checkpoint_sql.stores.checks import json_value, preview, text_arg, time_arg
+from checkpoint_sql.stores.checks import json_value, preview, text_arg
 from checkpoint_sql.stores.tables import EVENT_ID_MAX, EVENT_TYPE_MAX
 
 APP_PREFIX = "app:"
@@ -157,6 +157,4 @@ def check_event(event: Any) -> SessionEvent:
         text_arg(event.turn_id, "event turn_id")
     text_arg(event.id, "event id", max_length=EVENT_ID_MAX)
     json_value(event.content, "event content")
-    if event.timestamp is not None:
-        time_arg(event.timestamp, "event timestamp")
     return event

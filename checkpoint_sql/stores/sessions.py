@@ -231,7 +231,7 @@ class SessionStore(Component):
             turn_id=event.turn_id,
             state_delta=scoped.stored_delta(),
             id=event.id,
-            timestamp=event.timestamp,
+            timestamp=None if event.timestamp is None else time_arg(event.timestamp, "event timestamp"),
         )
         args = (
             self.tables,

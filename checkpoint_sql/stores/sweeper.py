@@ -20,17 +20,17 @@ class Sweeper:
         self._sweep = sweep
         self._asweep = asweep
         self._thread: threading.Thread | None = None
+        self._done: concurrent.futures.Future[None] = concurrent.futures.Future()
         self._stop = threading.Event()
         self._task: asyncio.Task[None] | None = None
 
     def start(self, interval: float) -> concurrent.futures.Future[None]:
         """Sweep every `interval` seconds in a daemon thread until `stop`; the future
-        completes when the thread ends. Starting a running sweeper does nothing."""
-        done: concurrent.futures.Future[None] = concurrent.futures.Future()
+        completes when the thread ends. Starting a running sweeper returns its future."""
         if self._thread is not None and self._thread.is_alive():
-            done.set_result(None)
-            return done
+            return self._done
         self._stop.clear()
+        done: concurrent.futures.Future[None] = concurrent.futures.Future()
 
         def loop() -> None:
             try:
@@ -44,6 +44,7 @@ class Sweeper:
             finally:
                 done.set_result(None)
 
+        self._done = done
         self._thread = threading.Thread(target=loop, name=f"{self._name}-ttl-sweeper", daemon=True)
         self._thread.start()
         return done
