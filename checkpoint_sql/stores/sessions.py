@@ -70,6 +70,12 @@ class SessionStore(Component):
             must exist) and server transactions are declared READ ONLY.
         async_engine, table_prefix, schema, engine_options: as for `SQLSaver`.
         clock: where the time comes from; for tests.
+
+    Every method checks its arguments before touching the database: an id that is not
+    a non-empty string, a negative count, a time that is not a datetime raise
+    `InvalidArgumentError`; non-JSON content or state `SerializationError`. Methods
+    that need an existing session raise `SessionNotFoundError` (`get_session` returns
+    None instead); writes on a read-only store raise `ReadOnlyError`.
     """
 
     def __init__(
@@ -150,7 +156,8 @@ class SessionStore(Component):
         after: datetime | None = None,
     ) -> Session | None:
         """The session with its merged state and events (only those at or after `after`,
-        and of them the last `last_n`, if given), or None if it does not exist."""
+        and of them the last `last_n`, if given), or None if it does not exist.
+        Rejects a negative `last_n` and an `after` that is not a datetime."""
         return self._run(self._get(app_name, user_id, session_id, last_n, after))
 
     async def aget_session(
@@ -268,7 +275,8 @@ class SessionStore(Component):
     ) -> list[SessionEvent]:
         """A session's events in order, filtered by type, turn, time range
         (``since <= timestamp < until``) and sequence number, at most `limit` (the
-        first ones). Raises `SessionNotFoundError` for a missing session."""
+        first ones). Raises `SessionNotFoundError` for a missing session; rejects
+        `types` given as one string, negative limits and non-datetime bounds."""
         query = self._query(types, turn_id, since, until, after_seq, limit)
         return self._run(self._events(app_name, user_id, session_id, query))
 
@@ -356,7 +364,8 @@ class SessionStore(Component):
         model: str | None = None,
     ) -> TurnUsage:
         """Add a turn's token usage; a second record for the same turn merges into the
-        first (counts added, latest model kept). Returns the merged usage."""
+        first (counts added, latest model kept). Returns the merged usage. Rejects
+        negative token counts; raises `SessionNotFoundError` for a missing session."""
         return self._run(self._record(app_name, user_id, session_id, turn_id, input_tokens, output_tokens, model))
 
     async def arecord_usage(
@@ -420,7 +429,8 @@ class SessionStore(Component):
         topics: Sequence[str] = (),
     ) -> SessionSummary:
         """Store the summary of a session, or of the part of it `filter_key` names
-        ("" = the whole session), replacing the previous one for that key."""
+        ("" = the whole session), replacing the previous one for that key. Rejects
+        topics that are not a list of strings; raises `SessionNotFoundError`."""
         return self._run(self._put_summary(app_name, user_id, session_id, summary, filter_key, topics))
 
     async def aput_summary(
