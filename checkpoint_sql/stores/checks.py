@@ -17,6 +17,9 @@ T = TypeVar("T")
 Clock = Callable[[], datetime]
 """Where the stores read the time (TTLs, timestamps); injectable so tests need not sleep."""
 
+MAX_DEPTH = 100
+"""Deepest nesting accepted in a JSON value; deeper is almost surely a cycle."""
+
 CHUNK = 500
 """Keys per ``IN (...)`` list: far below every engine's bound-parameter limit."""
 
@@ -80,21 +83,22 @@ def seconds_arg(value: Any, what: str) -> float:
 def json_value(value: Any, what: str) -> Any:
     """A value that round-trips through JSON unchanged on every engine.
 
-    Refused (with `SerializationError`): what `json` cannot encode, NaN and infinities,
-    object keys that are not strings (JSON would turn them into strings), and NUL
-    characters in strings (PostgreSQL's JSONB rejects them).
+    Refused (with `SerializationError`): object keys that are not strings (JSON would
+    turn them into strings), NUL characters in strings (PostgreSQL's JSONB rejects
+    them), nesting deeper than `MAX_DEPTH` (or circular), NaN and infinities, and
+    whatever else `json` cannot encode.
     """
-    try:
-        dialects.canonical_json(value)
-    except (TypeError, ValueError) as exc:
-        raise SerializationError(f"{what} is not JSON: {exc}") from None
-    for path, item in _walk(value, what):
+    for path, item in _walk(value, what, 0):
         if isinstance(item, Mapping):
             for key in item:
                 if not isinstance(key, str):
                     raise SerializationError(f"{path} has the key {key!r}, not a str; JSON keys are strings")
         elif isinstance(item, str) and "\x00" in item:
             raise SerializationError(f"{path} contains a NUL character, which PostgreSQL's JSONB cannot store")
+    try:
+        dialects.canonical_json(value)
+    except (TypeError, ValueError) as exc:
+        raise SerializationError(f"{what} is not JSON: {exc}") from None
     return value
 
 
@@ -104,16 +108,18 @@ def json_object(value: Any, what: str) -> dict[str, Any]:
     return dict(json_value(value, what))
 
 
-def _walk(value: Any, path: str) -> Iterator[tuple[str, Any]]:
+def _walk(value: Any, path: str, depth: int) -> Iterator[tuple[str, Any]]:
+    if depth > MAX_DEPTH:
+        raise SerializationError(f"{path[:80]}... is nested over {MAX_DEPTH} levels deep (or refers to itself)")
     yield path, value
     if isinstance(value, Mapping):
         for key, item in value.items():
-            yield from _walk(item, f"{path}[{key!r}]")
             if isinstance(key, str) and "\x00" in key:
                 yield f"{path}[{key!r}]", key
+            yield from _walk(item, f"{path}[{key!r}]", depth + 1)
     elif isinstance(value, (list, tuple)):
         for i, item in enumerate(value):
-            yield from _walk(item, f"{path}[{i}]")
+            yield from _walk(item, f"{path}[{i}]", depth + 1)
 
 
 def chunks(items: Sequence[T], size: int = CHUNK) -> Iterable[Sequence[T]]:
