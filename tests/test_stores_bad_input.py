@@ -51,6 +51,8 @@ CASES: list[Case] = [
     ("NaN in value", lambda d: d.store.put(("a",), "k", {"v": float("nan")}), SerializationError, "not JSON"),
     ("int key in value", lambda d: d.store.put(("a",), "k", {"v": {1: 2}}), SerializationError, "key 1"),
     ("NUL in value", lambda d: d.store.put(("a",), "k", {"v": "a\x00"}), SerializationError, "NUL"),
+    ("mixed key types", lambda d: d.store.put(("a",), "k", {"v": {1: 2, "b": 3}}), SerializationError, "key 1"),
+    ("circular value", lambda d: d.store.put(("a",), "k", _circular()), SerializationError, "refers to itself"),
     ("NUL in key", lambda d: d.store.put(("a",), "k\x00", {}), InvalidArgumentError, "NUL"),
     ("negative ttl", lambda d: d.store.put(("a",), "k", {}, ttl=-1), InvalidArgumentError, "positive"),
     (
@@ -122,6 +124,12 @@ CASES: list[Case] = [
     ("empty type", lambda d: d.short_memory.get("", "k"), InvalidArgumentError, "memory_type"),
     ("key not str", lambda d: d.short_memory.delete("t", 5), InvalidArgumentError, "key"),  # type: ignore[arg-type]
 ]
+
+
+def _circular() -> dict[str, Any]:
+    value: dict[str, Any] = {}
+    value["self"] = value
+    return value
 
 
 def _append(d: Storage, event: Any) -> Any:
