@@ -516,9 +516,11 @@ def upsert_adding(family: Family, table: sa.Table, add: Sequence[str], replace: 
 
 
 def read_only_sql(family: Family) -> str | None:
-    """The first statement of a transaction the server itself must keep from writing.
-    SQLite has no per-transaction form; open its file read-only instead (`read_only_url`)."""
-    return None if family == "sqlite" else "SET TRANSACTION READ ONLY"
+    """The first statement of a transaction the server itself must keep from writing,
+    where one exists once the transaction has begun: PostgreSQL's. MySQL only accepts
+    READ ONLY before START TRANSACTION, and SQLite has no per-transaction form (open
+    its file read-only instead, `read_only_url`); there the store's own refusal holds."""
+    return "SET TRANSACTION READ ONLY" if family == "postgresql" else None
 
 
 def read_only_url(url: sa.URL) -> sa.URL:

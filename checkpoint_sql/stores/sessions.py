@@ -67,7 +67,7 @@ class SessionStore(Component):
             on append (None: keep all).
         read_only: open an existing database for inspection: every write, and
             `setup()`, raises `ReadOnlyError`; a SQLite file is opened read-only (it
-            must exist) and server transactions are declared READ ONLY.
+            must exist) and PostgreSQL transactions are declared READ ONLY.
         async_engine, table_prefix, schema, engine_options: as for `SQLSaver`.
         clock: where the time comes from; for tests.
 
