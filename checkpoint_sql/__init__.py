@@ -1,4 +1,5 @@
-"""checkpoint_sql: one LangGraph checkpoint saver for SQLite, PostgreSQL and MySQL/MariaDB."""
+"""checkpoint_sql: one LangGraph checkpoint saver for SQLite, PostgreSQL and MySQL/MariaDB,
+and companion stores (long-term memory, sessions, short-lived memory) on the same engine."""
 
 from checkpoint_sql.database import Database
 from checkpoint_sql.engines import URL_ENV_VAR, EngineOptions, default_sqlite_path
@@ -9,13 +10,32 @@ from checkpoint_sql.errors import (
     InvalidArgumentError,
     InvalidConfigError,
     InvalidFilterError,
+    InvalidNamespaceError,
+    MemoryNotFoundError,
+    ReadOnlyError,
     SchemaNotReadyError,
     SerializationError,
+    SessionConflictError,
+    SessionExistsError,
+    SessionNotFoundError,
     ThreadExistsError,
     ThreadNotFoundError,
     UnknownCheckpointError,
 )
 from checkpoint_sql.saver import SQLSaver
+from checkpoint_sql.storage import Storage, connect
+from checkpoint_sql.stores import (
+    MemoryEntry,
+    PurgeResult,
+    Session,
+    SessionEvent,
+    SessionStore,
+    SessionSummary,
+    ShortMemoryStore,
+    SQLStore,
+    Turn,
+    TurnUsage,
+)
 
 __all__ = [
     "URL_ENV_VAR",
@@ -27,11 +47,29 @@ __all__ = [
     "InvalidArgumentError",
     "InvalidConfigError",
     "InvalidFilterError",
+    "InvalidNamespaceError",
+    "MemoryEntry",
+    "MemoryNotFoundError",
+    "PurgeResult",
+    "ReadOnlyError",
     "SQLSaver",
+    "SQLStore",
     "SchemaNotReadyError",
     "SerializationError",
+    "Session",
+    "SessionConflictError",
+    "SessionEvent",
+    "SessionExistsError",
+    "SessionNotFoundError",
+    "SessionStore",
+    "SessionSummary",
+    "ShortMemoryStore",
+    "Storage",
     "ThreadExistsError",
     "ThreadNotFoundError",
+    "Turn",
+    "TurnUsage",
     "UnknownCheckpointError",
+    "connect",
     "default_sqlite_path",
 ]
