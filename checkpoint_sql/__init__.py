@@ -13,6 +13,7 @@ from checkpoint_sql.errors import (
     InvalidNamespaceError,
     MemoryNotFoundError,
     ReadOnlyError,
+    RetryExhaustedError,
     SchemaNotReadyError,
     SerializationError,
     SessionConflictError,
@@ -36,6 +37,7 @@ from checkpoint_sql.stores import (
     Turn,
     TurnUsage,
 )
+from checkpoint_sql.transient import is_transient
 
 __all__ = [
     "URL_ENV_VAR",
@@ -52,6 +54,7 @@ __all__ = [
     "MemoryNotFoundError",
     "PurgeResult",
     "ReadOnlyError",
+    "RetryExhaustedError",
     "SQLSaver",
     "SQLStore",
     "SchemaNotReadyError",
@@ -72,4 +75,5 @@ __all__ = [
     "UnknownCheckpointError",
     "connect",
     "default_sqlite_path",
+    "is_transient",
 ]
