@@ -23,6 +23,8 @@ from checkpoint_sql.errors import (
     ThreadNotFoundError,
     UnknownCheckpointError,
 )
+from checkpoint_sql.retry import RetryPolicy
+from checkpoint_sql.retrying_saver import RetryingSaver
 from checkpoint_sql.saver import SQLSaver
 from checkpoint_sql.storage import Storage, connect
 from checkpoint_sql.stores import (
@@ -55,6 +57,8 @@ __all__ = [
     "PurgeResult",
     "ReadOnlyError",
     "RetryExhaustedError",
+    "RetryPolicy",
+    "RetryingSaver",
     "SQLSaver",
     "SQLStore",
     "SchemaNotReadyError",
