@@ -1,6 +1,7 @@
 """Helpers for the retry tests: real database faults injected from outside (killed
-server connections, a SQLite write lock held by another process), a recorder for the
-policy's sleeps, and the retry warnings it logged.
+server connections, a SQLite write lock held by another process, a network proxy that
+cuts a connection or loses a commit's acknowledgement), a recorder for the policy's
+sleeps, and the retry warnings it logged.
 
 Nothing here imitates a database: each tool makes a real server (or SQLite file) fail
 the way production does, from the outside, while the code under test runs unchanged.
@@ -10,11 +11,12 @@ from __future__ import annotations
 
 import logging
 import random
+import socket
 import subprocess
 import sys
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 
 import pytest
@@ -122,3 +124,117 @@ def sqlite_write_lock(path: str, seconds: float) -> Iterator[subprocess.Popen[st
         yield holder
     finally:
         holder.wait(timeout=seconds + 10)
+
+
+class FaultyProxy:
+    """A TCP proxy in front of a database server that injects one network fault when armed.
+
+    * `lose_commit_ack()`: the next COMMIT goes through to the server, the server's
+      answer is thrown away and the connection is cut. The transaction *is* committed;
+      the client only learns that the connection was lost. This is the case that makes
+      repeating a write dangerous.
+    * `cut_before(marker)`: the next client packet containing `marker` (e.g. the
+      table a query reads) is not delivered; the connection is cut instead, as by a
+      failover or a pooler in the middle of a query.
+
+    Connect through it without TLS (``sslmode=disable`` on PostgreSQL): the proxy reads
+    the bytes only to spot those statements. `faults` counts the faults it injected.
+    """
+
+    def __init__(self, host: str, port: int) -> None:
+        self.upstream = (host, port)
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = int(self.listener.getsockname()[1])
+        self.faults = 0
+        self._lose_ack = threading.Event()
+        self._cut_marker: bytes | None = None
+        self._lock = threading.Lock()
+        self._closing = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def lose_commit_ack(self) -> None:
+        self._lose_ack.set()
+
+    def cut_before(self, marker: bytes) -> None:
+        self._cut_marker = marker
+
+    def close(self) -> None:
+        self._closing = True
+        self.listener.close()
+
+    def _accept(self) -> None:
+        while not self._closing:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            server = socket.create_connection(self.upstream)
+            link = _Link(client, server)
+            threading.Thread(target=self._to_server, args=(link,), daemon=True).start()
+            threading.Thread(target=self._to_client, args=(link,), daemon=True).start()
+
+    def _to_server(self, link: _Link) -> None:
+        while data := _recv(link.client):
+            with self._lock:
+                if self._cut_marker is not None and self._cut_marker in data:
+                    self._cut_marker = None
+                    self.faults += 1
+                    break
+                if self._lose_ack.is_set() and b"COMMIT" in data.upper():
+                    self._lose_ack.clear()
+                    link.drop_next_answer = True
+            if not _send(link.server, data):
+                break
+        link.close()
+
+    def _to_client(self, link: _Link) -> None:
+        while data := _recv(link.server):
+            if link.drop_next_answer:
+                with self._lock:
+                    self.faults += 1
+                break
+            if not _send(link.client, data):
+                break
+        link.close()
+
+
+@dataclass
+class _Link:
+    client: socket.socket
+    server: socket.socket
+    drop_next_answer: bool = False
+
+    def close(self) -> None:
+        for end in (self.client, self.server):
+            with suppress(OSError):
+                end.shutdown(socket.SHUT_RDWR)
+            end.close()
+
+
+def _recv(sock: socket.socket) -> bytes:
+    try:
+        return sock.recv(65536)
+    except OSError:
+        return b""
+
+
+def _send(sock: socket.socket, data: bytes) -> bool:
+    try:
+        sock.sendall(data)
+        return True
+    except OSError:
+        return False
+
+
+@contextmanager
+def faulty_proxy(url: str) -> Iterator[tuple[FaultyProxy, str]]:
+    """A `FaultyProxy` in front of the server `url` names, and the URL that goes through it."""
+    target = make_url(url)
+    proxy = FaultyProxy(target.host or "127.0.0.1", target.port or (5432 if "postgres" in target.drivername else 3306))
+    proxied = target.set(host="127.0.0.1", port=proxy.port)
+    if proxied.get_backend_name() == "postgresql":
+        proxied = proxied.update_query_dict({"sslmode": "disable"})
+    try:
+        yield proxy, proxied.render_as_string(hide_password=False)
+    finally:
+        proxy.close()
