@@ -129,20 +129,25 @@ def sqlite_write_lock(path: str, seconds: float) -> Iterator[subprocess.Popen[st
 class FaultyProxy:
     """A TCP proxy in front of a database server that injects one network fault when armed.
 
-    * `lose_commit_ack()`: the next COMMIT goes through to the server, the server's
-      answer is thrown away and the connection is cut. The transaction *is* committed;
-      the client only learns that the connection was lost. This is the case that makes
-      repeating a write dangerous.
+    * `lose_commit_ack()`: the next write is let through to the server, and the answer
+      that reports its commit is thrown away and the connection cut. That answer is the
+      reply to COMMIT in an explicit transaction, or the reply to the statement itself
+      when it ran alone in autocommit: the proxy reads the server's transaction status
+      off the reply (PostgreSQL's ReadyForQuery, MySQL's OK packet). The transaction *is*
+      committed; the client only learns that the connection was lost. This is the case
+      that makes repeating a write dangerous.
     * `cut_before(marker)`: the next client packet containing `marker` (e.g. the
       table a query reads) is not delivered; the connection is cut instead, as by a
       failover or a pooler in the middle of a query.
 
-    Connect through it without TLS (``sslmode=disable`` on PostgreSQL): the proxy reads
-    the bytes only to spot those statements. `faults` counts the faults it injected.
+    Connect through it without TLS (``sslmode=disable`` on PostgreSQL; the MariaDB
+    server here offers none): the proxy reads the bytes to spot those statements and
+    replies. `faults` counts the faults it injected.
     """
 
-    def __init__(self, host: str, port: int) -> None:
+    def __init__(self, host: str, port: int, protocol: str) -> None:
         self.upstream = (host, port)
+        self.committed = _COMMITTED[protocol]
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = int(self.listener.getsockname()[1])
         self.faults = 0
@@ -180,29 +185,49 @@ class FaultyProxy:
                     self._cut_marker = None
                     self.faults += 1
                     break
-                if self._lose_ack.is_set() and b"COMMIT" in data.upper():
-                    self._lose_ack.clear()
-                    link.drop_next_answer = True
+                if self._lose_ack.is_set() and any(word in data.upper() for word in (b"INSERT", b"COMMIT")):
+                    link.write_sent = True
             if not _send(link.server, data):
                 break
         link.close()
 
     def _to_client(self, link: _Link) -> None:
         while data := _recv(link.server):
-            if link.drop_next_answer:
-                with self._lock:
+            with self._lock:
+                if link.write_sent and self._lose_ack.is_set() and self.committed(data):
+                    self._lose_ack.clear()
                     self.faults += 1
-                break
+                    break
             if not _send(link.client, data):
                 break
         link.close()
+
+
+def _postgresql_committed(reply: bytes) -> bool:
+    """The reply ends with ReadyForQuery reporting "idle": no transaction is open any more."""
+    return reply.endswith(b"Z\x00\x00\x00\x05I")
+
+
+def _mysql_committed(reply: bytes) -> bool:
+    """The reply is an OK packet whose status flags no longer say "in transaction"."""
+    if len(reply) < 7 or reply[4] != 0x00:
+        return False
+    at = 5
+    for _ in range(2):  # affected rows, last insert id: length-encoded integers
+        first = reply[at]
+        at += 1 + {0xFC: 2, 0xFD: 3, 0xFE: 8}.get(first, 0)
+    in_transaction = 0x0001
+    return at + 2 <= len(reply) and not int.from_bytes(reply[at : at + 2], "little") & in_transaction
+
+
+_COMMITTED = {"postgresql": _postgresql_committed, "mysql": _mysql_committed}
 
 
 @dataclass
 class _Link:
     client: socket.socket
     server: socket.socket
-    drop_next_answer: bool = False
+    write_sent: bool = False
 
     def close(self) -> None:
         for end in (self.client, self.server):
@@ -230,9 +255,12 @@ def _send(sock: socket.socket, data: bytes) -> bool:
 def faulty_proxy(url: str) -> Iterator[tuple[FaultyProxy, str]]:
     """A `FaultyProxy` in front of the server `url` names, and the URL that goes through it."""
     target = make_url(url)
-    proxy = FaultyProxy(target.host or "127.0.0.1", target.port or (5432 if "postgres" in target.drivername else 3306))
+    protocol = "postgresql" if target.get_backend_name().startswith("postgres") else "mysql"
+    proxy = FaultyProxy(
+        target.host or "127.0.0.1", target.port or (5432 if protocol == "postgresql" else 3306), protocol
+    )
     proxied = target.set(host="127.0.0.1", port=proxy.port)
-    if proxied.get_backend_name() == "postgresql":
+    if protocol == "postgresql":
         proxied = proxied.update_query_dict({"sslmode": "disable"})
     try:
         yield proxy, proxied.render_as_string(hide_password=False)
