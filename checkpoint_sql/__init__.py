@@ -13,6 +13,7 @@ from checkpoint_sql.errors import (
     InvalidNamespaceError,
     MemoryNotFoundError,
     ReadOnlyError,
+    RetryExhaustedError,
     SchemaNotReadyError,
     SerializationError,
     SessionConflictError,
@@ -22,6 +23,8 @@ from checkpoint_sql.errors import (
     ThreadNotFoundError,
     UnknownCheckpointError,
 )
+from checkpoint_sql.retry import RetryPolicy
+from checkpoint_sql.retrying_saver import RetryingSaver
 from checkpoint_sql.saver import SQLSaver
 from checkpoint_sql.storage import Storage, connect
 from checkpoint_sql.stores import (
@@ -36,6 +39,7 @@ from checkpoint_sql.stores import (
     Turn,
     TurnUsage,
 )
+from checkpoint_sql.transient import is_transient
 
 __all__ = [
     "URL_ENV_VAR",
@@ -52,6 +56,9 @@ __all__ = [
     "MemoryNotFoundError",
     "PurgeResult",
     "ReadOnlyError",
+    "RetryExhaustedError",
+    "RetryPolicy",
+    "RetryingSaver",
     "SQLSaver",
     "SQLStore",
     "SchemaNotReadyError",
@@ -72,4 +79,5 @@ __all__ = [
     "UnknownCheckpointError",
     "connect",
     "default_sqlite_path",
+    "is_transient",
 ]

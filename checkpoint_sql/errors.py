@@ -61,6 +61,16 @@ class SchemaNotReadyError(CheckpointSQLError, RuntimeError):
     """The tables do not exist yet: `setup()` / `asetup()` has not been run on this database."""
 
 
+class RetryExhaustedError(CheckpointSQLError, RuntimeError):
+    """A transient database fault outlasted the retry budget. The message says which
+    operation gave up after how many attempts; the last fault is chained as the cause."""
+
+    def __init__(self, message: str, *, operation: str, attempts: int) -> None:
+        super().__init__(message)
+        self.operation = operation
+        self.attempts = attempts
+
+
 # --- companion stores ------------------------------------------------------------------
 
 
