@@ -22,6 +22,7 @@ from checkpoint_sql.errors import (
     ThreadNotFoundError,
     UnknownCheckpointError,
 )
+from checkpoint_sql.retention import RetentionPolicy, RetentionReport
 from checkpoint_sql.saver import SQLSaver
 from checkpoint_sql.storage import Storage, connect
 from checkpoint_sql.stores import (
@@ -36,6 +37,7 @@ from checkpoint_sql.stores import (
     Turn,
     TurnUsage,
 )
+from checkpoint_sql.sweeper import RetentionSweeper
 
 __all__ = [
     "URL_ENV_VAR",
@@ -52,6 +54,9 @@ __all__ = [
     "MemoryNotFoundError",
     "PurgeResult",
     "ReadOnlyError",
+    "RetentionPolicy",
+    "RetentionReport",
+    "RetentionSweeper",
     "SQLSaver",
     "SQLStore",
     "SchemaNotReadyError",
