@@ -360,7 +360,10 @@ def _migrate(args: argparse.Namespace, out: Output) -> int:
 
 
 def _schema_table(status: schema.SchemaStatus, url: str) -> Table:
-    table = Table(title=f"saver schema in {url}", title_justify="left", show_header=False)
+    table = Table.grid(padding=(0, 2))
+    table.add_column(style="bold")
+    table.add_column()
+    table.add_row("database", url)
     table.add_row("current", status.current or "(not set up)")
     table.add_row("bundled head", status.head)
     for revision, title in status.pending:

@@ -20,6 +20,8 @@ from typing import Any
 from rich.text import Text
 from rich.tree import Tree
 
+from checkpoint_sql.admin.values import jsonable
+
 START = "__start__"
 TASKS = "__pregel_tasks"
 BRANCH = "branch:to:"
@@ -113,7 +115,7 @@ class Entry:
     """The values passed to `interrupt()` by tasks stopped at this checkpoint."""
     children: list[Entry] = field(default_factory=list)
 
-    def to_json(self, jsonable: Any) -> dict[str, Any]:
+    def to_json(self) -> dict[str, Any]:
         return {
             "checkpoint_id": self.checkpoint_id,
             "parent_checkpoint_id": self.parent_id,

@@ -86,7 +86,7 @@ class Shown:
             raise InvalidArgumentError(f"checkpoint has no channel {self.channel!r}; its channels: {names}")
 
     def _channels(self) -> dict[str, Any]:
-        return {**self.found.checkpoint["channel_values"], **{c: d for c, d in self.deltas.items()}}
+        return {**self.found.checkpoint["channel_values"], **self.deltas}
 
     def _head(self) -> dict[str, Any]:
         configurable = self.found.config["configurable"]
@@ -281,14 +281,20 @@ def _step(found: CheckpointTuple) -> dict[str, Any]:
 
 def _change_text(change: Mapping[str, Any]) -> RenderableType:
     if change["status"] == "added":
-        return Group(Text("added", style="green"), Pretty(change["after"]))
+        return Group(Text("added", style="green"), renderable(change["after"]))
     if change["status"] == "removed":
-        return Group(Text("removed", style="red"), Pretty(change["before"]))
+        return Group(Text("removed", style="red"), renderable(change["before"]))
     if change["kind"] == "value":
         return Text.assemble((repr(change["before"]), "red"), " → ", (repr(change["after"]), "green"))
-    parts: list[RenderableType] = []
-    for label, style in (("removed", "red"), ("added", "green"), ("changed", "yellow")):
+    grid = Table.grid(padding=(0, 1))
+    grid.add_column(no_wrap=True)
+    grid.add_column()
+    for label, style in (("removed", "red"), ("added", "green")):
         if change[label]:
-            parts.append(Text(f"{label}:", style=style))
-            parts.append(Pretty(change[label]))
-    return Group(*parts)
+            grid.add_row(Text(label, style=style), renderable(change[label]))
+    changed = change["changed"]
+    pairs = changed.items() if isinstance(changed, Mapping) else ((None, pair) for pair in changed)
+    for key, pair in pairs:
+        grid.add_row(Text("changed" if key is None else f"changed {key}", style="yellow"), renderable(pair["before"]))
+        grid.add_row(Text("     to", style="yellow"), renderable(pair["after"]))
+    return grid

@@ -21,7 +21,6 @@ from sqlalchemy import bindparam
 from sqlalchemy.engine import Connection
 
 from checkpoint_sql import codec, lineage
-from checkpoint_sql.admin.values import jsonable
 from checkpoint_sql.schema import SaverTables
 
 Row = Mapping[str, Any]
@@ -95,7 +94,7 @@ class History:
             "namespaces": [
                 {
                     "checkpoint_ns": ns.checkpoint_ns,
-                    "checkpoints": [e.to_json(jsonable) for e in sorted(ns.entries, key=lambda e: e.checkpoint_id)],
+                    "checkpoints": [e.to_json() for e in sorted(ns.entries, key=lambda e: e.checkpoint_id)],
                 }
                 for ns in self.namespaces
             ],

@@ -21,7 +21,7 @@ def render(report: RetentionReport) -> RenderableType:
         policy.append(f"older than {report.cutoff:%Y-%m-%d %H:%M:%S} UTC")
     title = f"{'dry run: ' if report.dry_run else ''}checkpoints {' and '.join(policy)}"
     if not report.namespaces:
-        return Text(f"{title}: nothing to delete ({report.threads_examined} threads examined)")
+        return Text(f"{title}: nothing to delete ({report.threads_examined} thread(s) examined)")
     table = Table(title=title, title_justify="left", header_style="bold")
     table.add_column("thread", style="cyan")
     table.add_column("namespace")
@@ -41,10 +41,10 @@ def render(report: RetentionReport) -> RenderableType:
         )
     summary = (
         f"{verb} {totals['checkpoints_deleted']} checkpoints, {totals['writes_deleted']} writes and "
-        f"{totals['blobs_deleted']} blobs ({human_bytes(totals['bytes_freed'])}) in {totals['threads']} threads"
+        f"{totals['blobs_deleted']} blobs ({human_bytes(totals['bytes_freed'])}) in {totals['threads']} thread(s)"
     )
     if totals["threads_emptied"]:
-        summary += f"; {totals['threads_emptied']} threads left empty"
+        summary += f"; {totals['threads_emptied']} thread(s) left empty"
     if totals["kept_for_delta"]:
         summary += f"; {totals['kept_for_delta']} kept because a DeltaChannel is rebuilt from them"
     return Group(table, Text(summary, style="bold"))

@@ -75,21 +75,32 @@ def is_messages(value: Any) -> bool:
 
 
 def renderable(value: Any) -> RenderableType:
-    """Messages as a conversation, one per line; anything else pretty-printed."""
+    """Messages (live, or in their `message_json` form) as a conversation, one per
+    line; anything else pretty-printed."""
     if isinstance(value, BaseMessage):
-        return message_line(value)
+        return message_line(message_json(value))
     if is_messages(value):
+        return Group(*(message_line(message_json(m)) for m in value))
+    if _is_message_json(value):
+        return message_line(value)
+    if isinstance(value, list) and value and all(_is_message_json(m) for m in value):
         return Group(*(message_line(m) for m in value))
     return Pretty(jsonable(value), expand_all=False)
 
 
-def message_line(message: BaseMessage) -> Text:
+def _is_message_json(value: Any) -> bool:
+    return isinstance(value, Mapping) and value.get("type") in _ROLE_STYLE and "content" in value
+
+
+def message_line(message: Mapping[str, Any]) -> Text:
+    """One message in its `message_json` form, as ``role: content → tool(args)``."""
     text = Text()
-    role = message.type + (f"({message.name})" if message.type == "tool" and message.name else "")
-    text.append(f"{role}: ", style=_ROLE_STYLE.get(message.type, "bold"))
-    content = message.content if isinstance(message.content, str) else repr(message.content)
-    text.append(content)
-    for call in getattr(message, "tool_calls", None) or ():
+    kind = message["type"]
+    role = kind + (f"({message['name']})" if kind == "tool" and message.get("name") else "")
+    text.append(f"{role}: ", style=_ROLE_STYLE.get(kind, "bold"))
+    content = message["content"]
+    text.append(content if isinstance(content, str) else repr(content))
+    for call in message.get("tool_calls") or ():
         args = ", ".join(f"{k}={v!r}" for k, v in call.get("args", {}).items())
         text.append(f"  → {call.get('name')}({args})", style="cyan")
     return text
