@@ -28,6 +28,8 @@ BRANCH = "branch:to:"
 INTERRUPT = "__interrupt__"
 ERROR = "__error__"
 RESUME = "__resume__"
+RESUMED = "(resume)"
+"""The node name given to the graph-level resume value, which belongs to no task."""
 _PULL, _PUSH = "~__pregel_pull", "~__pregel_push"
 _SOURCE_STYLE = {"input": "green", "loop": "white", "update": "magenta", "fork": "magenta"}
 _STATUS_MARK = {"done": ("✓", "green"), "interrupted": ("⏸", "bold yellow"), "error": ("✗", "bold red")}
@@ -73,7 +75,7 @@ def task_node(task_path: str, sends: Sequence[Any]) -> str:
         return parts[1]
     if parts[0] == _PUSH and len(parts) > 1 and parts[1].isdigit() and int(parts[1]) < len(sends):
         return str(getattr(sends[int(parts[1])], "node", "send"))
-    return task_path if task_path else "(resume)"
+    return task_path if task_path else RESUMED
 
 
 @dataclass
@@ -134,9 +136,11 @@ class Entry:
         text.append(f"  step {self.step!s:>2}  ", style="dim")
         text.append(f"{self.source:<6}", style=_SOURCE_STYLE.get(self.source, ""))
         if self.created is not None:
-            text.append(f"  {self.created:%Y-%m-%d %H:%M:%S}", style="dim")
+            text.append(f"  {self.created:%m-%d %H:%M:%S}", style="dim")
         text.append(f"  next: {', '.join(self.next) or '(end)'}")
         for task in self.tasks:
+            if task.node == RESUMED:
+                continue  # the answer shows as the interrupted task's own status
             mark, style = _STATUS_MARK.get(task.status, ("↺", "dim"))
             text.append(f"  {task.node} ", style="dim")
             text.append(mark, style=style)

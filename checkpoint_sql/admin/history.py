@@ -24,6 +24,7 @@ from checkpoint_sql import codec, lineage
 from checkpoint_sql.schema import SaverTables
 
 Row = Mapping[str, Any]
+LEGEND = "✓ done  ⏸ waiting for a resume  ✗ failed  ↺ resumed · next: what runs when the graph goes on"
 
 
 class HistoryStatements:
@@ -105,8 +106,7 @@ class History:
         for ns in self.namespaces:
             where = "" if not ns.checkpoint_ns else f", namespace {ns.checkpoint_ns}"
             parts.append(lineage.render(ns.roots, f"thread {self.thread_id}{where}: {len(ns.entries)} checkpoints"))
-        legend = Text("✓ task done  ⏸ interrupted  ✗ failed  ↺ resumed; next: the nodes a resume would run", "dim")
-        return Group(*parts, legend)
+        return Group(*parts, Text(LEGEND, "dim"))
 
 
 def build(serde: SerializerProtocol, rows: HistoryRows) -> History:

@@ -25,7 +25,7 @@ def render(report: RetentionReport) -> RenderableType:
     table = Table(title=title, title_justify="left", header_style="bold")
     table.add_column("thread", style="cyan")
     table.add_column("namespace")
-    for name in ("checkpoints", verb, "kept", "kept for delta", "writes", "blobs", "freed"):
+    for name in ("checkpoints", verb, "kept", "delta kept", "writes", "blobs", "freed"):
         table.add_column(name, justify="right")
     for n in data["namespaces"]:
         table.add_row(
