@@ -22,14 +22,14 @@ from rich.text import Text
 from sqlalchemy.exc import SQLAlchemyError
 
 from checkpoint_sql import dialects, engines, migrate, transfer
-from checkpoint_sql.admin import checkpoints, doctor, history, prune, schema, threads
+from checkpoint_sql.admin import checkpoints, doctor, history, prune, schema_status, threads
 from checkpoint_sql.admin.output import Declined, Output
 from checkpoint_sql.database import Database
 from checkpoint_sql.engines import URL_ENV_VAR, default_sqlite_path
 from checkpoint_sql.errors import CheckpointSQLError, ConfigurationError, SchemaNotReadyError, ThreadNotFoundError
 from checkpoint_sql.ids import key_of, thread_id_of
 from checkpoint_sql.langgraph_import import import_langgraph
-from checkpoint_sql.retention import parse_duration
+from checkpoint_sql.retention import RetentionReport, parse_duration
 from checkpoint_sql.saver import SQLSaver, _checked_filter
 from checkpoint_sql.schema import DEFAULT_PREFIX, saver_tables
 
@@ -166,11 +166,12 @@ def _saver(args: argparse.Namespace, *, create: bool = False) -> SQLSaver:
     return saver
 
 
-def _thread(saver: SQLSaver, thread_id: str) -> str:
+def _thread(saver: SQLSaver, thread_id: str) -> int:
+    """The number of checkpoints of a thread that must exist."""
     counts = saver.db.run(threads.checkpoint_counts, saver.tables, [key_of(thread_id_of(thread_id))], single=True)
     if not counts:
         raise ThreadNotFoundError(f"no such thread: {thread_id!r}")
-    return thread_id
+    return sum(counts.values())
 
 
 def _snapshot(saver: SQLSaver) -> bool:
@@ -200,9 +201,9 @@ def _threads(args: argparse.Namespace, out: Output) -> int:
 
 def _history(args: argparse.Namespace, out: Output) -> int:
     with _saver(args) as saver:
-        thread_id = _thread(saver, args.thread)
+        _thread(saver, args.thread)
         statements = history.HistoryStatements(saver.tables)
-        rows = saver.db.run(history.load, statements, key_of(thread_id), snapshot=_snapshot(saver))
+        rows = saver.db.run(history.load, statements, key_of(args.thread), snapshot=_snapshot(saver))
         found = history.build(saver.serde, rows)
     out.emit(found.to_json(), found.render)
     return 0
@@ -210,19 +211,19 @@ def _history(args: argparse.Namespace, out: Output) -> int:
 
 def _show(args: argparse.Namespace, out: Output) -> int:
     with _saver(args) as saver:
-        thread_id = _thread(saver, args.thread)
-        checkpoint_id = checkpoints.resolve(saver, thread_id, args.ns, args.checkpoint)
-        shown = checkpoints.Shown(*checkpoints.load(saver, thread_id, args.ns, checkpoint_id), channel=args.channel)
+        _thread(saver, args.thread)
+        checkpoint_id = checkpoints.resolve(saver, args.thread, args.ns, args.checkpoint)
+        shown = checkpoints.Shown(*checkpoints.load(saver, args.thread, args.ns, checkpoint_id), channel=args.channel)
     out.emit(shown.to_json(), shown.render)
     return 0
 
 
 def _diff(args: argparse.Namespace, out: Output) -> int:
     with _saver(args) as saver:
-        thread_id = _thread(saver, args.thread)
-        before, after = (checkpoints.resolve(saver, thread_id, args.ns, c) for c in (args.before, args.after))
-        old, old_deltas = checkpoints.load(saver, thread_id, args.ns, before)
-        new, new_deltas = checkpoints.load(saver, thread_id, args.ns, after)
+        _thread(saver, args.thread)
+        before, after = (checkpoints.resolve(saver, args.thread, args.ns, c) for c in (args.before, args.after))
+        old, old_deltas = checkpoints.load(saver, args.thread, args.ns, before)
+        new, new_deltas = checkpoints.load(saver, args.thread, args.ns, after)
     compared = checkpoints.Diff(old, new, (old_deltas, new_deltas))
     out.emit(compared.to_json(), compared.render)
     return 0
@@ -245,9 +246,8 @@ def _delete(args: argparse.Namespace, out: Output) -> int:
 
 def _copy(args: argparse.Namespace, out: Output) -> int:
     with _saver(args) as saver:
-        source = _thread(saver, thread_id_of(args.source))
-        target = thread_id_of(args.target)
-        (n,) = saver.db.run(threads.checkpoint_counts, saver.tables, [key_of(source)], single=True).values()
+        source, target = thread_id_of(args.source), thread_id_of(args.target)
+        n = _thread(saver, source)
         out.confirm(f"Copy thread {source!r} ({n} checkpoints) to {target!r}?", args.yes)
         saver.copy_thread(source, target)
     out.emit(
@@ -261,22 +261,29 @@ def _prune(args: argparse.Namespace, out: Output) -> int:
     if args.keep_last is None and args.older_than is None:
         raise ConfigurationError("prune needs --keep-last N, --older-than AGE, or both")
     with _saver(args) as saver:
-        if args.threads:
-            for t in args.threads:
-                _thread(saver, t)
-        policy = {"keep_last": args.keep_last, "older_than": args.older_than, "threads": args.threads}
+        for thread_id in args.threads or ():
+            _thread(saver, thread_id)
+
+        def retain(dry_run: bool, doing: str) -> RetentionReport:
+            with out.progress(doing) as progress:
+                return saver.retain(
+                    keep_last=args.keep_last,
+                    older_than=args.older_than,
+                    threads=args.threads,
+                    dry_run=dry_run,
+                    progress=progress,
+                )
+
         if not args.dry_run and not args.yes:
             if not sys.stdin.isatty():
                 raise Declined("prune deletes checkpoints: pass --yes to confirm (or --dry-run to look first)")
-            with out.progress("looking") as progress:
-                preview = saver.retain(**policy, dry_run=True, progress=progress)
+            preview = retain(True, "looking")
             if not preview.namespaces:
                 out.emit(preview.to_json(), lambda: prune.render(preview))
                 return 0
             out.err.print(prune.render(preview))
-            out.confirm("Delete these checkpoints?", args.yes)
-        with out.progress("pruning" if not args.dry_run else "looking") as progress:
-            report = saver.retain(**policy, dry_run=args.dry_run, progress=progress)
+            out.confirm("Delete these checkpoints?", yes=False)
+        report = retain(args.dry_run, "looking" if args.dry_run else "pruning")
     out.emit(report.to_json(), lambda: prune.render(report))
     return 0
 
@@ -285,7 +292,9 @@ def _export(args: argparse.Namespace, out: Output) -> int:
     if args.all == bool(args.threads):
         raise ConfigurationError("export needs thread ids or --all (not both)")
     with _saver(args) as saver:
-        wanted = None if args.all else [_thread(saver, t) for t in args.threads]
+        for thread_id in args.threads:
+            _thread(saver, thread_id)
+        wanted = None if args.all else args.threads
         with _open(args.output, "wb") as stream, out.progress("exporting") as progress:
             counts = transfer.export_threads(saver, wanted, stream, progress)
     where = "stdout" if args.output == "-" else args.output
@@ -349,7 +358,7 @@ def _migrate(args: argparse.Namespace, out: Output) -> int:
     with _saver(args, create=not args.show) as saver:
         target = saver.tables.migrations
         if args.show:
-            status = saver.db.run(schema.status, target, single=True)
+            status = saver.db.run(schema_status.status, target, single=True)
             out.emit(status.to_json(), lambda: _schema_table(status, saver.db.masked_url))
             return 0
         before, after = saver.db.run(migrate.upgrade, target, saver.db.family, write=True)
@@ -359,7 +368,7 @@ def _migrate(args: argparse.Namespace, out: Output) -> int:
     return 0
 
 
-def _schema_table(status: schema.SchemaStatus, url: str) -> Table:
+def _schema_table(status: schema_status.SchemaStatus, url: str) -> Table:
     table = Table.grid(padding=(0, 2))
     table.add_column(style="bold")
     table.add_column()

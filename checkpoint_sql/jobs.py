@@ -34,6 +34,9 @@ class Step(Generic[T]):
 
 Job = Generator[Step[Any], Any, R]
 
+Progress = Callable[[int, int], None]
+"""What a job reports after each thread: (threads done, threads in all; 0 if unknown)."""
+
 
 def drive(db: Database, job: Job[R]) -> R:
     """Run `job` to completion on the sync engine and return its result."""

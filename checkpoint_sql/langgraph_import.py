@@ -26,7 +26,7 @@ with the saver's serializer, which must therefore read what the official saver w
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,11 +41,10 @@ from checkpoint_sql.bulk import Inserts, ThreadRows, insert_thread
 from checkpoint_sql.database import Database
 from checkpoint_sql.errors import ConfigurationError, ThreadExistsError, ThreadNotFoundError
 from checkpoint_sql.ids import key_of, thread_id_of
+from checkpoint_sql.jobs import Progress
 from checkpoint_sql.lineage import TASKS
 from checkpoint_sql.saver import SQLSaver
 from checkpoint_sql.statements import SaverStatements
-
-Progress = Callable[[int, int], None]
 
 _WRITE_COLUMNS = ("checkpoint_ns", "checkpoint_id", "task_id", "idx", "channel", "type")
 

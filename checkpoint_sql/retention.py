@@ -18,7 +18,7 @@ transaction (`jobs`), so a sweep over a large database never holds locks for lon
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -30,12 +30,9 @@ from sqlalchemy.engine import Connection
 from checkpoint_sql import codec, operations
 from checkpoint_sql.errors import InvalidArgumentError
 from checkpoint_sql.ids import key_of, thread_id_of
-from checkpoint_sql.jobs import Job, Step
+from checkpoint_sql.jobs import Job, Progress, Step
 from checkpoint_sql.schema import SaverTables
 from checkpoint_sql.statements import SaverStatements
-
-Progress = Callable[[int, int], None]
-"""Called after each thread with (threads done, threads to do)."""
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}
 _DURATION = re.compile(r"(?:(\d+)([smhdw]))+?")

@@ -551,7 +551,7 @@ class SQLSaver(BaseCheckpointSaver[str], AbstractContextManager["SQLSaver"], Abs
         older_than: timedelta | str | None = None,
         threads: Sequence[str] | None = None,
         dry_run: bool = False,
-        progress: retention.Progress | None = None,
+        progress: jobs.Progress | None = None,
     ) -> retention.RetentionReport:
         """Delete old checkpoints: those beyond the newest `keep_last` per thread and
         namespace and/or older than `older_than` (a timedelta or ``"30d"``), in
@@ -568,7 +568,7 @@ class SQLSaver(BaseCheckpointSaver[str], AbstractContextManager["SQLSaver"], Abs
         older_than: timedelta | str | None = None,
         threads: Sequence[str] | None = None,
         dry_run: bool = False,
-        progress: retention.Progress | None = None,
+        progress: jobs.Progress | None = None,
     ) -> retention.RetentionReport:
         policy = retention.RetentionPolicy.of(keep_last, older_than)
         return await jobs.adrive(self.db, retention.job(self._st, policy, threads, dry_run=dry_run, progress=progress))

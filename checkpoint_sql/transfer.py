@@ -22,7 +22,7 @@ and ignores keys it does not know, so later versions may add fields.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import IO, Any
@@ -36,13 +36,13 @@ from checkpoint_sql import codec, dialects
 from checkpoint_sql.bulk import Inserts, ThreadRows, insert_thread
 from checkpoint_sql.errors import InvalidArgumentError, ThreadNotFoundError
 from checkpoint_sql.ids import checkpoint_id_of, key_of, thread_id_of
+from checkpoint_sql.jobs import Progress
 from checkpoint_sql.saver import SQLSaver
 from checkpoint_sql.schema import SaverTables
 from checkpoint_sql.statements import SaverStatements
 
 FORMAT = "checkpoint-sql-export"
 VERSION = 1
-Progress = Callable[[int, int], None]
 
 
 @dataclass
@@ -75,6 +75,9 @@ class Counts:
 
 
 class ExportStatements:
+    """One thread's rows, table by table, without the thread key (an import
+    recomputes it)."""
+
     def __init__(self, tables: SaverTables) -> None:
         cp, bl, wr = tables.checkpoints, tables.blobs, tables.writes
         here: sa.BindParameter[bytes] = bindparam("tkey")

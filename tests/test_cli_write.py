@@ -3,6 +3,8 @@ migrate, checked through their --json output and the rows left afterwards."""
 
 from __future__ import annotations
 
+import io
+import sys
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -54,6 +56,33 @@ def test_delete_and_copy_ask_first_and_refuse_without_a_terminal(capsys: pytest.
         assert "--yes" in refused.failed_cleanly()
         assert "--yes" in run(capsys, "copy", "agent", "agent-2", "--url", url).failed_cleanly()
         assert snapshot(saver) == before
+
+
+class Terminal(io.StringIO):
+    """Standard input as a person at a terminal, typing the given answers."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+def test_on_a_terminal_prune_and_delete_ask_and_respect_the_answer(
+    capsys: pytest.CaptureFixture[str], url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with SQLSaver(url) as saver:
+        before = snapshot(saver)
+        monkeypatch.setattr(sys, "stdin", Terminal("n\n"))
+        declined = run(capsys, "prune", "--keep-last", "1", "--url", url)
+        assert declined.code == 1 and "would delete" in declined.err and "nothing done" in declined.err
+        monkeypatch.setattr(sys, "stdin", Terminal("n\n"))
+        assert run(capsys, "delete", "agent", "--url", url).code == 1
+        assert snapshot(saver) == before
+
+        monkeypatch.setattr(sys, "stdin", Terminal("y\n"))
+        pruned = run(capsys, "prune", "--keep-last", "1", "--url", url)
+        assert pruned.code == 0 and "deleted" in pruned.out
+        monkeypatch.setattr(sys, "stdin", Terminal("y\n"))
+        assert run(capsys, "delete", "agent", "--url", url).code == 0
+        assert saver.get_tuple(lineages.cfg("agent")) is None
 
 
 def test_copy_duplicates_a_thread_that_reads_back_the_same(capsys: pytest.CaptureFixture[str], url: str) -> None:

@@ -63,7 +63,8 @@ def _config(thread_id: str, ns: str, checkpoint_id: str) -> dict[str, Any]:
 def load(saver: SQLSaver, thread_id: str, ns: str, checkpoint_id: str) -> tuple[CheckpointTuple, dict[str, Any]]:
     """A checkpoint and the values of its delta channels (seed and writes since)."""
     found = saver.get_tuple(_config(thread_id, ns, checkpoint_id))  # type: ignore[arg-type]
-    assert found is not None, "resolve() returned an id that exists"
+    if found is None:  # deleted since it was resolved
+        raise UnknownCheckpointError(f"thread {thread_id!r} has no checkpoint {checkpoint_id!r}")
     counters = (found.metadata or {}).get("counters_since_delta_snapshot") or {}
     deltas: dict[str, Any] = {}
     if counters:

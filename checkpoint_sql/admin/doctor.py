@@ -17,7 +17,7 @@ from rich.text import Text
 from sqlalchemy.engine import Connection
 
 from checkpoint_sql import dialects, engines
-from checkpoint_sql.admin import schema
+from checkpoint_sql.admin import schema_status
 from checkpoint_sql.admin.threads import human_bytes
 from checkpoint_sql.database import Database
 from checkpoint_sql.errors import EngineUnreachableError
@@ -119,8 +119,8 @@ def diagnose(db: Database, tables: SaverTables) -> Diagnosis:
 
 def _gather(
     conn: Connection, tables: SaverTables, family: dialects.Family
-) -> tuple[dict[str, Any], schema.SchemaStatus]:
-    return dialects.server_facts(family, conn), schema.status(conn, tables.migrations)
+) -> tuple[dict[str, Any], schema_status.SchemaStatus]:
+    return dialects.server_facts(family, conn), schema_status.status(conn, tables.migrations)
 
 
 def _version(distribution: str) -> str | None:
@@ -162,7 +162,7 @@ def _check_server(found: Diagnosis, family: str, facts: dict[str, Any]) -> None:
         )
 
 
-def _check_schema(found: Diagnosis, status: schema.SchemaStatus) -> None:
+def _check_schema(found: Diagnosis, status: schema_status.SchemaStatus) -> None:
     if not status.known:
         found.add(
             "schema",

@@ -28,6 +28,9 @@ LEGEND = "✓ done  ⏸ waiting for a resume  ✗ failed  ↺ resumed · next: w
 
 
 class HistoryStatements:
+    """The three reads of a history. Values are left out except where the tree shows
+    them, since a thread's messages can be megabytes per checkpoint."""
+
     def __init__(self, tables: SaverTables) -> None:
         cp, bl, wr = tables.checkpoints, tables.blobs, tables.writes
         self.checkpoints = sa.select(

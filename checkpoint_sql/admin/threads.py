@@ -34,12 +34,12 @@ def when(us: int | None) -> str | None:
 def human_bytes(n: int | None) -> str:
     if n is None:
         return "?"
-    size = float(n)
-    for unit in ("B", "kB", "MB", "GB"):
-        if size < 1000 or unit == "GB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1000
-    raise AssertionError("unreachable")
+    if n < 1000:
+        return f"{n} B"
+    for exponent, unit in ((4, "TB"), (3, "GB"), (2, "MB")):
+        if n >= 999_950 * 1000 ** (exponent - 2):
+            return f"{n / 1000**exponent:.1f} {unit}"
+    return f"{n / 1000:.1f} kB"
 
 
 def _day(us: int | None) -> str:
@@ -95,6 +95,9 @@ class ThreadPage:
 
 
 class ThreadStatements:
+    """The queries of one `ThreadQuery`: the count, the page, and the sizes of the
+    page's threads (built per query, since the filters and sort shape the SQL)."""
+
     def __init__(self, tables: SaverTables, family: dialects.Family, query: ThreadQuery) -> None:
         cp, bl, wr = tables.checkpoints, tables.blobs, tables.writes
         size = dialects.stored_size
