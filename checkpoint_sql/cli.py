@@ -429,6 +429,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SQLAlchemyError as exc:
         reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
         return _fail(out.err, f"database error: {reason}")
+    except NotImplementedError as exc:  # the serializer meets a type tag it cannot read
+        return _fail(
+            out.err,
+            f"cannot decode the stored values ({exc}): this command reads them with LangGraph's default "
+            "serializer; values written with another one (e.g. encrypted) can be listed, pruned, "
+            "exported and imported, not shown",
+        )
     except ModuleNotFoundError as exc:
         return _fail(out.err, f'{exc}; install the driver: pip install "checkpoint-sql[all]"')
     except OSError as exc:

@@ -12,10 +12,12 @@ from pathlib import Path
 
 import msgpack
 import pytest
+from langgraph.checkpoint.serde.encrypted import EncryptedSerializer
 
 from checkpoint_sql import SQLSaver
 from tests import lineages
-from tests.cli_helpers import run
+from tests.cli_helpers import all_tuples, run
+from tests.graphs import question
 from tests.helpers import put_chain, snapshot
 
 
@@ -110,6 +112,24 @@ def test_a_bad_export_file_is_refused_with_where_it_went_wrong(
             assert expected in run(capsys, "import", str(tmp_path / name), "--url", url).failed_cleanly(), name
         assert snapshot(saver) == before
     assert "already exists" in run(capsys, "import", str(exported), "--url", url).failed_cleanly()
+
+
+def test_encrypted_values_move_as_they_are_and_are_not_shown(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, db_url: str
+) -> None:
+    serde = EncryptedSerializer.from_pycryptodome_aes(key=b"0123456789abcdef")
+    source = f"sqlite:///{tmp_path}/secret.db"
+    with SQLSaver(source, serde=serde) as saver:
+        saver.setup()
+        lineages.compiled("agent", saver).invoke(question("secret"), lineages.cfg("agent"))
+        expected = all_tuples(saver)
+    line = run(capsys, "history", "agent", "--url", source).failed_cleanly()
+    assert "msgpack+aes" in line and "cannot decode" in line
+    assert run(capsys, "threads", "--url", source, "--json").json["total"] == 1
+    assert run(capsys, "export", "agent", "-o", str(tmp_path / "secret.cpsql"), "--url", source).code == 0
+    assert run(capsys, "import", str(tmp_path / "secret.cpsql"), "--url", db_url).code == 0
+    with SQLSaver(db_url, serde=serde) as saver:
+        assert all_tuples(saver) == expected
 
 
 def test_the_console_script_runs_as_a_process_with_plain_piped_output(tmp_path: Path) -> None:
