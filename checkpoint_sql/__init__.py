@@ -23,6 +23,7 @@ from checkpoint_sql.errors import (
     ThreadNotFoundError,
     UnknownCheckpointError,
 )
+from checkpoint_sql.retention import RetentionPolicy, RetentionReport
 from checkpoint_sql.retry import RetryPolicy
 from checkpoint_sql.retrying_saver import RetryingSaver
 from checkpoint_sql.saver import SQLSaver
@@ -39,6 +40,7 @@ from checkpoint_sql.stores import (
     Turn,
     TurnUsage,
 )
+from checkpoint_sql.sweeper import RetentionSweeper
 from checkpoint_sql.transient import is_transient
 
 __all__ = [
@@ -56,6 +58,9 @@ __all__ = [
     "MemoryNotFoundError",
     "PurgeResult",
     "ReadOnlyError",
+    "RetentionPolicy",
+    "RetentionReport",
+    "RetentionSweeper",
     "RetryExhaustedError",
     "RetryPolicy",
     "RetryingSaver",

@@ -12,6 +12,7 @@ import random
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, AbstractContextManager
 from dataclasses import dataclass, field, replace
+from datetime import timedelta
 from types import TracebackType
 from typing import Any, Generic, TypeVar
 
@@ -28,7 +29,7 @@ from langgraph.checkpoint.serde.base import SerializerProtocol
 from sqlalchemy.engine import URL, Engine
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from checkpoint_sql import codec, dialects, migrate, operations
+from checkpoint_sql import codec, dialects, jobs, migrate, operations, retention
 from checkpoint_sql.database import Database
 from checkpoint_sql.engines import EngineOptions
 from checkpoint_sql.errors import (
@@ -540,6 +541,37 @@ class SQLSaver(BaseCheckpointSaver[str], AbstractContextManager["SQLSaver"], Abs
         else:
             counter = int(str(current).split(".")[0])
         return f"{counter + 1:032}.{random.random():016}"
+
+    # --- retention ------------------------------------------------------------------------
+
+    def retain(
+        self,
+        *,
+        keep_last: int | None = None,
+        older_than: timedelta | str | None = None,
+        threads: Sequence[str] | None = None,
+        dry_run: bool = False,
+        progress: jobs.Progress | None = None,
+    ) -> retention.RetentionReport:
+        """Delete old checkpoints: those beyond the newest `keep_last` per thread and
+        namespace and/or older than `older_than` (a timedelta or ``"30d"``), in
+        `threads` or every thread; both limits given, a checkpoint must exceed both.
+        DeltaChannel chains of kept checkpoints are never cut. One transaction per
+        thread; `dry_run` only reports. See `checkpoint_sql.retention`."""
+        policy = retention.RetentionPolicy.of(keep_last, older_than)
+        return jobs.drive(self.db, retention.job(self._st, policy, threads, dry_run=dry_run, progress=progress))
+
+    async def aretain(
+        self,
+        *,
+        keep_last: int | None = None,
+        older_than: timedelta | str | None = None,
+        threads: Sequence[str] | None = None,
+        dry_run: bool = False,
+        progress: jobs.Progress | None = None,
+    ) -> retention.RetentionReport:
+        policy = retention.RetentionPolicy.of(keep_last, older_than)
+        return await jobs.adrive(self.db, retention.job(self._st, policy, threads, dry_run=dry_run, progress=progress))
 
 
 def _strings(values: Any, what: str, *, allow_ints: bool = False) -> list[Any]:
