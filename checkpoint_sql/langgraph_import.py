@@ -38,10 +38,10 @@ from sqlalchemy.engine import Connection
 
 from checkpoint_sql import codec, dialects
 from checkpoint_sql.bulk import Inserts, ThreadRows, insert_thread
+from checkpoint_sql.calls import Progress
 from checkpoint_sql.database import Database
 from checkpoint_sql.errors import ConfigurationError, ThreadExistsError, ThreadNotFoundError
 from checkpoint_sql.ids import key_of, thread_id_of
-from checkpoint_sql.jobs import Progress
 from checkpoint_sql.lineage import TASKS
 from checkpoint_sql.saver import SQLSaver
 from checkpoint_sql.statements import SaverStatements

@@ -12,7 +12,7 @@ when they are old: deleting them would silently empty those channels.
 Deleting goes through `operations._forget`, the saver's own rule: a deleted
 checkpoint takes its pending writes with it, the blobs no survivor points at are
 garbage-collected, and survivors whose parent went become roots. Each thread is one
-transaction (`jobs`), so a sweep over a large database never holds locks for long.
+transaction (a `calls.Job`), so a sweep over a large database never holds locks for long.
 """
 
 from __future__ import annotations
@@ -28,9 +28,9 @@ from sqlalchemy import bindparam
 from sqlalchemy.engine import Connection
 
 from checkpoint_sql import codec, operations
+from checkpoint_sql.calls import Call, Job, Progress
 from checkpoint_sql.errors import InvalidArgumentError
 from checkpoint_sql.ids import key_of, thread_id_of
-from checkpoint_sql.jobs import Job, Progress, Step
 from checkpoint_sql.schema import SaverTables
 from checkpoint_sql.statements import SaverStatements
 
@@ -221,11 +221,11 @@ def job(
     cutoff_us = None if cutoff is None else int(cutoff.timestamp() * 1_000_000)
     report = RetentionReport(policy, dry_run, cutoff)
     if threads is None:
-        keys: list[bytes] = yield Step(_candidates, (rs, policy, cutoff_us), single=True)
+        keys: list[bytes] = yield Call(_candidates, (rs, policy, cutoff_us), single=True)
     else:
         keys = list(dict.fromkeys(key_of(thread_id_of(t)) for t in threads))
     for done, thread_key in enumerate(sorted(keys), start=1):
-        outcomes = yield Step(
+        outcomes = yield Call(
             _retain_thread,
             (st, rs, thread_key, policy.keep_last, cutoff_us, dry_run),
             write=not dry_run,

@@ -8,14 +8,12 @@
 
 from __future__ import annotations
 
-from types import TracebackType
-
 from langgraph.checkpoint.serde.base import SerializerProtocol
 from langgraph.store.base import IndexConfig, TTLConfig
 from sqlalchemy.engine import URL, Engine
 from sqlalchemy.ext.asyncio import AsyncEngine
-from typing_extensions import Self
 
+from checkpoint_sql.calls import DatabaseClient
 from checkpoint_sql.database import Database
 from checkpoint_sql.engines import EngineOptions
 from checkpoint_sql.saver import SQLSaver
@@ -25,7 +23,7 @@ from checkpoint_sql.stores.short_memory import ShortMemoryStore
 from checkpoint_sql.stores.store import SQLStore
 
 
-class Storage:
+class Storage(DatabaseClient):
     """The saver and the companion stores of one database, sharing its engines.
 
     `saver` (`SQLSaver`, LangGraph checkpoints), `store` (`SQLStore`, LangGraph's
@@ -47,12 +45,7 @@ class Storage:
         ttl: TTLConfig | None = None,
         event_limit: int | None = None,
     ) -> None:
-        self._owns_db = not isinstance(target, Database)
-        self.db = (
-            target
-            if isinstance(target, Database)
-            else Database(target, async_engine=async_engine, options=engine_options)
-        )
+        self._use_database(target, async_engine=async_engine, engine_options=engine_options)
         self.saver = SQLSaver(self.db, serde=serde, table_prefix=table_prefix, schema=schema)
         self.store = SQLStore(self.db, index=index, ttl=ttl, table_prefix=table_prefix, schema=schema)
         self.sessions = SessionStore(self.db, event_limit=event_limit, table_prefix=table_prefix, schema=schema)
@@ -74,29 +67,11 @@ class Storage:
         """Stop the store's TTL sweeper and dispose the engines (unless the `Database`
         was passed in, in which case its owner disposes it)."""
         self.store.close()
-        if self._owns_db:
-            self.db.close()
+        super().close()
 
     async def aclose(self) -> None:
         await self.store.aclose()
-        if self._owns_db:
-            await self.db.aclose()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.aclose()
+        await super().aclose()
 
 
 def connect(

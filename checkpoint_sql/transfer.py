@@ -34,9 +34,9 @@ from sqlalchemy.engine import Connection
 
 from checkpoint_sql import codec, dialects
 from checkpoint_sql.bulk import Inserts, ThreadRows, insert_thread
+from checkpoint_sql.calls import Progress
 from checkpoint_sql.errors import InvalidArgumentError, ThreadNotFoundError
 from checkpoint_sql.ids import checkpoint_id_of, key_of, thread_id_of
-from checkpoint_sql.jobs import Progress
 from checkpoint_sql.saver import SQLSaver
 from checkpoint_sql.schema import SaverTables
 from checkpoint_sql.statements import SaverStatements

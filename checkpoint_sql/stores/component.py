@@ -1,48 +1,26 @@
-"""What the three companion stores share: the database they run on, their tables, how
-one call becomes one transaction (sync or async), setup and lifetime.
+"""What the three companion stores share: the database they run on, their tables and
+their setup.
 
-A store method describes its work as a `Call` (the operation, its arguments, what to
-make of its result) after validating its input, so a rejected call never reaches the
-database; `_run` and `_arun` execute the same `Call` on the sync or the async engine.
+A store method describes its work as a `Call` (`calls.py`) after validating its input,
+so a rejected call never reaches the database; `_run` and `_arun` execute the same
+`Call` on the sync or the async engine.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
-from types import TracebackType
-from typing import Any, Generic, TypeVar
+from typing import Any
 
-from sqlalchemy.engine import URL, Engine
 from sqlalchemy.ext.asyncio import AsyncEngine
-from typing_extensions import Self
 
 from checkpoint_sql import migrate
-from checkpoint_sql.database import Database
+from checkpoint_sql.calls import Call, DatabaseClient, Target, same
 from checkpoint_sql.engines import EngineOptions
 from checkpoint_sql.stores.tables import StoreTables, store_tables
 
-R = TypeVar("R")
-T = TypeVar("T")
-
-Target = str | URL | Engine | AsyncEngine | Database | None
+__all__ = ["Call", "Component", "Target", "same"]
 
 
-@dataclass(slots=True)
-class Call(Generic[R, T]):
-    """One transaction of one operation, and what to make of its result."""
-
-    op: Callable[..., R]
-    args: tuple[Any, ...]
-    finish: Callable[[R], T]
-    write: bool = False
-
-
-def same(value: T) -> T:
-    return value
-
-
-class Component:
+class Component(DatabaseClient):
     """Base of the companion stores: a `Database` (owned when built from a URL or
     engines, shared when given one) and the tables under one prefix and schema."""
 
@@ -55,24 +33,11 @@ class Component:
         schema: str | None,
         engine_options: EngineOptions | None,
     ) -> None:
-        self._owns_db = not isinstance(target, Database)
-        self.db = (
-            target
-            if isinstance(target, Database)
-            else Database(target, async_engine=async_engine, options=engine_options)
-        )
+        self._use_database(target, async_engine=async_engine, engine_options=engine_options)
         self.tables: StoreTables = store_tables(table_prefix, schema)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.db.masked_url!r}, table_prefix={self.tables.prefix!r})"
-
-    # --- running calls ------------------------------------------------------------------
-
-    def _run(self, call: Call[Any, T]) -> T:
-        return call.finish(self.db.run(call.op, *call.args, write=call.write))
-
-    async def _arun(self, call: Call[Any, T]) -> T:
-        return call.finish(await self.db.arun(call.op, *call.args, write=call.write))
 
     # --- setup ----------------------------------------------------------------------------
 
@@ -87,30 +52,3 @@ class Component:
 
     def _setup(self) -> Call[Any, None]:
         return Call(migrate.upgrade, (self.tables.migrations, self.db.family), lambda _: None, write=True)
-
-    # --- lifetime -------------------------------------------------------------------------
-
-    def close(self) -> None:
-        """Dispose the engines this store created (engines or a `Database` passed in are left open)."""
-        if self._owns_db:
-            self.db.close()
-
-    async def aclose(self) -> None:
-        if self._owns_db:
-            await self.db.aclose()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.aclose()
