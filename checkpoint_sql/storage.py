@@ -29,7 +29,8 @@ class Storage(DatabaseClient):
     `saver` (`SQLSaver`, LangGraph checkpoints), `store` (`SQLStore`, LangGraph's
     long-term memory), `sessions` (`SessionStore`) and `short_memory`
     (`ShortMemoryStore`) all run on `db`; `setup()` migrates all their tables and
-    `close()` disposes the engines once.
+    `close()` disposes the engines once. `serde` goes to the saver, `index` and `ttl`
+    to the store, `event_limit` (events kept per session) to the sessions.
     """
 
     def __init__(
@@ -74,33 +75,8 @@ class Storage(DatabaseClient):
         await super().aclose()
 
 
-def connect(
-    url: str | URL | Engine | AsyncEngine | Database | None = None,
-    *,
-    async_engine: AsyncEngine | None = None,
-    engine_options: EngineOptions | None = None,
-    table_prefix: str = DEFAULT_PREFIX,
-    schema: str | None = None,
-    serde: SerializerProtocol | None = None,
-    index: IndexConfig | None = None,
-    ttl: TTLConfig | None = None,
-    event_limit: int | None = None,
-) -> Storage:
-    """Open a database (a URL, None for ``$CHECKPOINT_SQL_URL`` or the embedded SQLite
-    file, an ``Engine``/``AsyncEngine``, or a `Database`) and give its saver and stores.
-
-    `serde` goes to the saver, `index` and `ttl` to the store, `event_limit` (events
-    kept per session) to the sessions. Nothing connects until first use; call `setup()`
-    once to create the tables.
-    """
-    return Storage(
-        url,
-        async_engine=async_engine,
-        engine_options=engine_options,
-        table_prefix=table_prefix,
-        schema=schema,
-        serde=serde,
-        index=index,
-        ttl=ttl,
-        event_limit=event_limit,
-    )
+connect = Storage
+"""``checkpoint_sql.connect(url=None, **options)``: open a database (a URL, None for
+``$CHECKPOINT_SQL_URL`` or the embedded SQLite file, an ``Engine``/``AsyncEngine``, or a
+`Database`) and get its saver and stores as one `Storage`. Nothing connects until first
+use; call `setup()` once to create the tables."""

@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 
 from checkpoint_sql import dialects
 from checkpoint_sql.errors import InvalidArgumentError, SerializationError
-from checkpoint_sql.ids import TEXT_ID_MAX, key_of
+from checkpoint_sql.ids import TEXT_ID_MAX, check_text, key_of
 
 T = TypeVar("T")
 
@@ -40,23 +40,10 @@ def preview(value: Any) -> str:
 
 
 def text_arg(value: Any, what: str, *, allow_empty: bool = False, max_length: int = TEXT_ID_MAX) -> str:
-    """A caller-chosen name or id: a str without NUL (PostgreSQL cannot store it), valid
-    Unicode, of bounded length; empty only where `allow_empty`."""
+    """A caller-chosen name or id: a str every engine can store (see `ids.check_text`)."""
     if not isinstance(value, str):
         raise InvalidArgumentError(f"{what} must be a str, not {type(value).__name__} ({preview(value)})")
-    if not value and not allow_empty:
-        raise InvalidArgumentError(f"{what} must not be empty")
-    if len(value) > max_length:
-        raise InvalidArgumentError(
-            f"{what} {preview(value)} is {len(value)} characters long; at most {max_length} are accepted"
-        )
-    if "\x00" in value:
-        raise InvalidArgumentError(f"{what} {preview(value)} contains a NUL character, which PostgreSQL cannot store")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise InvalidArgumentError(f"{what} {preview(value)} is not valid Unicode (lone surrogate)") from None
-    return value
+    return check_text(value, what, allow_empty=allow_empty, max_length=max_length, error=InvalidArgumentError)
 
 
 def count_arg(value: Any, what: str, *, minimum: int = 0) -> int:
