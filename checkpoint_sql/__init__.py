@@ -1,4 +1,5 @@
-"""checkpoint_sql: one LangGraph checkpoint saver for SQLite, PostgreSQL and MySQL/MariaDB."""
+"""checkpoint_sql: one LangGraph checkpoint saver for SQLite, PostgreSQL and MySQL/MariaDB,
+and companion stores (long-term memory, sessions, short-lived memory) on the same engine."""
 
 from checkpoint_sql.database import Database
 from checkpoint_sql.engines import URL_ENV_VAR, EngineOptions, default_sqlite_path
@@ -9,13 +10,38 @@ from checkpoint_sql.errors import (
     InvalidArgumentError,
     InvalidConfigError,
     InvalidFilterError,
+    InvalidNamespaceError,
+    MemoryNotFoundError,
+    ReadOnlyError,
+    RetryExhaustedError,
     SchemaNotReadyError,
     SerializationError,
+    SessionConflictError,
+    SessionExistsError,
+    SessionNotFoundError,
     ThreadExistsError,
     ThreadNotFoundError,
     UnknownCheckpointError,
 )
+from checkpoint_sql.retention import RetentionPolicy, RetentionReport
+from checkpoint_sql.retry import RetryPolicy
+from checkpoint_sql.retrying_saver import RetryingSaver
 from checkpoint_sql.saver import SQLSaver
+from checkpoint_sql.storage import Storage, connect
+from checkpoint_sql.stores import (
+    MemoryEntry,
+    PurgeResult,
+    Session,
+    SessionEvent,
+    SessionStore,
+    SessionSummary,
+    ShortMemoryStore,
+    SQLStore,
+    Turn,
+    TurnUsage,
+)
+from checkpoint_sql.sweeper import RetentionSweeper
+from checkpoint_sql.transient import is_transient
 
 __all__ = [
     "URL_ENV_VAR",
@@ -27,11 +53,36 @@ __all__ = [
     "InvalidArgumentError",
     "InvalidConfigError",
     "InvalidFilterError",
+    "InvalidNamespaceError",
+    "MemoryEntry",
+    "MemoryNotFoundError",
+    "PurgeResult",
+    "ReadOnlyError",
+    "RetentionPolicy",
+    "RetentionReport",
+    "RetentionSweeper",
+    "RetryExhaustedError",
+    "RetryPolicy",
+    "RetryingSaver",
     "SQLSaver",
+    "SQLStore",
     "SchemaNotReadyError",
     "SerializationError",
+    "Session",
+    "SessionConflictError",
+    "SessionEvent",
+    "SessionExistsError",
+    "SessionNotFoundError",
+    "SessionStore",
+    "SessionSummary",
+    "ShortMemoryStore",
+    "Storage",
     "ThreadExistsError",
     "ThreadNotFoundError",
+    "Turn",
+    "TurnUsage",
     "UnknownCheckpointError",
+    "connect",
     "default_sqlite_path",
+    "is_transient",
 ]

@@ -36,7 +36,14 @@ from checkpoint_sql.dialects import canonical_json
 from checkpoint_sql.errors import InvalidArgumentError, SerializationError
 from checkpoint_sql.ids import Address, checkpoint_id_of
 from checkpoint_sql.schema import NAME_MAX, TYPE_MAX, VERSION_MAX
-from checkpoint_sql.statements import BLOB_COLUMNS, CHECKPOINT_COLUMNS, PART_BLOB, PART_CHECKPOINT, WRITE_COLUMNS
+from checkpoint_sql.statements import (
+    BLOB_COLUMNS,
+    CHECKPOINT_COLUMNS,
+    PART_BLOB,
+    PART_CHECKPOINT,
+    WRITE_COLUMNS,
+    list_order,
+)
 
 EMPTY = "empty"
 """Type tag of a channel that has a version but no value at this checkpoint."""
@@ -320,7 +327,7 @@ def split_union(rows: Iterable[Sequence[Any]]) -> Loaded:
             write = dict(zip(WRITE_COLUMNS, values[:8] + values[10:], strict=True))
             key = (write["thread_key"], write["ns_key"], write["checkpoint_id"])
             loaded.writes.setdefault(key, []).append(write)
-    loaded.checkpoints.sort(key=lambda r: (r["checkpoint_id"], r["thread_key"], r["ns_key"]), reverse=True)
+    loaded.checkpoints.sort(key=list_order, reverse=True)
     return loaded
 
 

@@ -17,7 +17,7 @@ The saver and the companion stores share one `Database`, hence one pool per engi
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import os
 import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -26,7 +26,7 @@ from sqlalchemy.engine import URL, Connection, Engine
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from checkpoint_sql import dialects, engines, prepared
+from checkpoint_sql import dialects, engines, group_commit, prepared
 from checkpoint_sql.errors import ConfigurationError, EngineUnreachableError, SchemaNotReadyError
 
 T = TypeVar("T")
@@ -70,6 +70,7 @@ class Database:
         if self._sync is not None or self._async is not None:
             self.url = self._check_same_database()
         self.family: dialects.Family = dialects.family_of(engines.backend_of(self.url))
+        self._writes = _sqlite_write_queue(self.url) if self.family == "sqlite" else None
 
     def _check_same_database(self) -> URL:
         urls = [e.url for e in (self._sync, self._async) if e is not None]
@@ -133,31 +134,69 @@ class Database:
     # --- running operations ---------------------------------------------------------
 
     def run(
-        self, op: Callable[..., T], *args: Any, write: bool = False, snapshot: bool = False, single: bool = False
+        self,
+        op: Callable[..., T],
+        *args: Any,
+        write: bool = False,
+        snapshot: bool = False,
+        single: bool = False,
+        group: bool = False,
     ) -> T:
         """Run `op(conn, *args)` as one transaction on the sync engine.
 
         `single`: the operation is one statement and needs no BEGIN/COMMIT. `write`:
         it modifies rows. `snapshot`: it needs one consistent view across statements.
+        `group`: on SQLite it may share a commit with concurrent writes of this process
+        (see `group_commit`); other writes there still queue, one transaction each.
         """
-        try:
-            conn = self.sync_engine.connect()
-        except DBAPIError as exc:
-            raise self._unreachable(exc) from exc
-        with conn:
-            return self._transaction(conn, op, args, _mode(write, snapshot, single))
+        mode = _mode(write, snapshot, single)
+        if self._writes is not None and mode in ("write", "snapshot"):
+            return self._writes.run(group_commit.Write(op, args, alone=not group), self._commit_batch)  # type: ignore[no-any-return]
+        with self._connect() as conn:
+            return self._transaction(conn, op, args, mode)
 
     async def arun(
-        self, op: Callable[..., T], *args: Any, write: bool = False, snapshot: bool = False, single: bool = False
+        self,
+        op: Callable[..., T],
+        *args: Any,
+        write: bool = False,
+        snapshot: bool = False,
+        single: bool = False,
+        group: bool = False,
     ) -> T:
         """Run the same `op(conn, *args)` as one transaction on the async engine."""
-        conn: AsyncConnection = self.async_engine.connect()
+        mode = _mode(write, snapshot, single)
+        if self._writes is not None and mode in ("write", "snapshot"):
+            write_ = group_commit.Write(op, args, alone=not group)
+            return await self._writes.arun(write_, self._acommit_batch)  # type: ignore[no-any-return]
+        conn = await self._aconnect()
+        try:
+            return await conn.run_sync(self._transaction, op, args, mode)
+        finally:
+            await conn.close()
+
+    def _connect(self) -> Connection:
+        try:
+            return self.sync_engine.connect()
+        except DBAPIError as exc:
+            raise self._unreachable(exc) from exc
+
+    async def _aconnect(self) -> AsyncConnection:
+        conn = self.async_engine.connect()
         try:
             await conn.start()
         except DBAPIError as exc:
             raise self._unreachable(exc) from exc
+        return conn
+
+    def _commit_batch(self, batch: list[group_commit.Write]) -> None:
+        with self._connect() as conn:
+            self._transaction(conn, group_commit.run_batch, (batch, prepared.run), "write")
+
+    async def _acommit_batch(self, batch: list[group_commit.Write]) -> None:
+        conn = await self._aconnect()
         try:
-            return await conn.run_sync(self._transaction, op, args, _mode(write, snapshot, single))
+            await conn.run_sync(self._transaction, group_commit.run_batch, (batch, prepared.run), "write")
         finally:
             await conn.close()
 
@@ -174,9 +213,7 @@ class Database:
             try:
                 result = op(conn, *args)
             except BaseException:
-                if not conn.invalidated:
-                    with contextlib.suppress(DBAPIError):  # the original error matters more
-                        prepared.run(conn, "ROLLBACK")
+                _roll_back(conn)
                 raise
             prepared.run(conn, "COMMIT")
             return result
@@ -223,6 +260,31 @@ class Database:
             if self._async in self._owned:
                 self._async = None
             self._owned.clear()
+
+
+_SQLITE_QUEUES: dict[str, group_commit.GroupCommit] = {}
+_SQLITE_QUEUES_GUARD = threading.Lock()
+
+
+def _sqlite_write_queue(url: URL) -> group_commit.GroupCommit:
+    """The write queue of one SQLite file, shared by every `Database` of this process
+    on that file (a saver and the stores, two savers...)."""
+    database = url.database or ""
+    key = database if "mode" in url.query else os.path.realpath(database)
+    with _SQLITE_QUEUES_GUARD:
+        return _SQLITE_QUEUES.setdefault(key, group_commit.GroupCommit())
+
+
+def _roll_back(conn: Connection) -> None:
+    """End a failed transaction. If even ROLLBACK fails (the connection broke, the
+    caller was cancelled mid-statement), discard the connection: returned to the pool
+    half-way through a transaction it would keep its locks (SQLite's write lock)."""
+    if conn.invalidated:
+        return
+    try:
+        prepared.run(conn, "ROLLBACK")
+    except BaseException:
+        conn.invalidate()
 
 
 def _mode(write: bool, snapshot: bool, single: bool) -> dialects.Mode | None:

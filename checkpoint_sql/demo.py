@@ -20,7 +20,8 @@ from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Command, interrupt
 from rich.console import Console
 
-from checkpoint_sql import lineage
+from checkpoint_sql.admin import history
+from checkpoint_sql.ids import key_of
 from checkpoint_sql.saver import SQLSaver
 
 WEATHER = {"paris": "14°C, light rain", "tokyo": "22°C, clear", "oslo": "3°C, snow"}
@@ -120,23 +121,26 @@ def run(url: str | None = None, *, thread_id: str | None = None, console: Consol
 
     with SQLSaver.from_conn_string(url) as saver:
         graph = build_graph(saver)
-        history = list(graph.get_state_history(config))
+        snapshots = list(graph.get_state_history(config))
         tokyo = next(
-            s for s in reversed(history) if s.next == ("tools",) and "Tokyo" in str(s.values["messages"][-1].content)
+            s for s in reversed(snapshots) if s.next == ("tools",) and "Tokyo" in str(s.values["messages"][-1].content)
         )
         out.print(f"[bold]3. Replay[/] from checkpoint …{_short(tokyo.config)}, just before the Tokyo lookup")
         result = graph.invoke(None, tokyo.config)
         out.print("   " + _last_words(result) + "  (re-executed from there)\n")
 
-        first = next(s for s in reversed(history) if s.metadata and s.metadata.get("step") == 0)
+        first = next(s for s in reversed(snapshots) if s.metadata and s.metadata.get("step") == 0)
         out.print(f"[bold]4. Fork[/] at …{_short(first.config)} with update_state: ask about Oslo instead")
         question = HumanMessage("Weather in Oslo?", id=first.values["messages"][0].id)  # same id: replaces it
         fork = graph.update_state(first.config, {"messages": [question]})
         _answer_until_done(graph, graph.invoke(None, fork), config, out)
 
-        out.print("[bold]5. The thread's lineage[/]: the replay and the fork are branches")
-        entries = [lineage.Entry.of_snapshot(s) for s in graph.get_state_history(config)]
-        out.print(lineage.render(lineage.build(entries), f"thread {thread_id}: {len(entries)} checkpoints"))
+        out.print(
+            "[bold]5. The thread's lineage[/] as `checkpoint-sql history` shows it: the replay and the fork branch off"
+        )
+        rows = saver.db.run(history.load, history.HistoryStatements(saver.tables), key_of(thread_id))
+        out.print(history.build(saver.serde, rows).render())
+        out.print(f"\n   Explore it: checkpoint-sql show {thread_id}  ·  checkpoint-sql prune --keep-last 5 --dry-run")
     return thread_id
 
 

@@ -10,8 +10,10 @@ tables are not there".
 from __future__ import annotations
 
 import json
+import struct
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from datetime import datetime, timezone
 from typing import Any, Literal
 
 import sqlalchemy as sa
@@ -325,3 +327,377 @@ def is_missing_table(family: Family, exc: DBAPIError) -> bool:
         args: tuple[Any, ...] = getattr(exc.orig, "args", ())
         return len(args) > 0 and args[0] == 1146
     return "no such table" in str(exc.orig)
+
+
+# --- stores ---------------------------------------------------------------------------
+# What the companion stores (`checkpoint_sql.stores`) need beyond the saver's pieces:
+# microsecond UTC timestamps, short indexable byte strings, embedding vectors, JSON
+# members addressed by path and compared with their JSON type, cosine similarity in
+# SQL, additive upserts, read-only transactions and read-only SQLite files.
+
+JsonPath = tuple[str | int, ...]
+"""A member of a JSON document: object keys and array indexes (negative: from the end).
+Keys must not contain ``"`` or ``\\``, which SQLite's and MySQL's path syntax cannot quote."""
+JsonKind = Literal["object", "array", "string", "number", "boolean", "null"]
+Comparison = Literal["eq", "gt", "ge", "lt", "le"]
+
+_SQLITE_KINDS: dict[str, tuple[str, ...]] = {
+    "object": ("object",),
+    "array": ("array",),
+    "string": ("text",),
+    "number": ("integer", "real"),
+    "boolean": ("true", "false"),
+    "null": ("null",),
+}
+_MYSQL_KINDS: dict[str, tuple[str, ...]] = {
+    "object": ("OBJECT",),
+    "array": ("ARRAY",),
+    "string": ("STRING",),
+    "number": ("INTEGER", "UNSIGNED INTEGER", "DOUBLE", "DECIMAL"),
+    "boolean": ("BOOLEAN",),
+    "null": ("NULL",),
+}
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A point in time to the microsecond, stored as naive UTC and read back aware.
+
+    MySQL's plain DATETIME drops fractions of a second, which millisecond TTLs and
+    "events after t" need. Naive values given to it are taken to be UTC.
+    """
+
+    impl = sa.DateTime
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name in _MYSQL:
+            return dialect.type_descriptor(mysql.DATETIME(fsp=6))
+        return dialect.type_descriptor(sa.DateTime())
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None or value.tzinfo is None:
+            return value
+        return value.astimezone(timezone.utc).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        return None if value is None else value.replace(tzinfo=timezone.utc)
+
+
+def short_bytes(length: int) -> TypeEngine[bytes]:
+    """At most `length` bytes, compared byte by byte (no collation, no pad-space rule)
+    and indexable on every engine: VARBINARY on MySQL, whose BLOBs cannot be keys."""
+    return sa.LargeBinary(length).with_variant(mysql.VARBINARY(length), *_MYSQL)
+
+
+class Vector(TypeDecorator[list[float]]):
+    """An embedding: ``real[]`` on PostgreSQL, so that SQL can score it without an
+    extension; little-endian float32 bytes elsewhere, the layout sqlite-vec reads."""
+
+    impl = sa.LargeBinary
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name == "postgresql":
+            return dialect.type_descriptor(postgresql.ARRAY(postgresql.REAL()))
+        if dialect.name in _MYSQL:
+            return dialect.type_descriptor(mysql.LONGBLOB())
+        return dialect.type_descriptor(sa.LargeBinary())
+
+    def process_bind_param(self, value: Sequence[float] | None, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        if dialect.name == "postgresql":
+            return [float(x) for x in value]
+        return float32_bytes(value)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> list[float] | None:
+        if value is None:
+            return None
+        if dialect.name == "postgresql":
+            return [float(x) for x in value]
+        return list(struct.unpack(f"<{len(value) // 4}f", value))
+
+
+def float32_bytes(vector: Sequence[float]) -> bytes:
+    return struct.pack(f"<{len(vector)}f", *vector)
+
+
+def _path_text(path: JsonPath) -> str:
+    """`path` in SQLite's and MySQL's syntax (negative indexes: SQLite's ``[#-1]``)."""
+    parts = ["$"]
+    for step in path:
+        if isinstance(step, str):
+            parts.append(f'."{step}"')
+        else:
+            parts.append(f"[{step}]" if step >= 0 else f"[#{step}]")
+    return "".join(parts)
+
+
+def _sqlite_path(path: JsonPath) -> sa.ColumnElement[str]:
+    return sa.literal(_path_text(path), sa.Text())
+
+
+def _mysql_path(column: sa.ColumnElement[Any], path: JsonPath) -> sa.ColumnElement[str]:
+    """`path` for MySQL/MariaDB. A negative index becomes a per-row computed one:
+    MariaDB 10.11 resolves ``[last]`` and ``[-1]`` against the first row's array and
+    reuses that position for every later row."""
+    if not any(isinstance(step, int) and step < 0 for step in path):
+        return sa.literal(_path_text(path), sa.Text())
+    built: sa.ColumnElement[str] = sa.literal("$", sa.Text())
+    for step in path:
+        if isinstance(step, int) and step < 0:
+            index = sa.func.json_length(column, built) + step
+            built = sa.case((index >= 0, sa.func.concat(built, "[", index, "]")))
+        else:
+            built = sa.func.concat(built, _path_text((step,))[1:])
+    return built
+
+
+def _pg_member(column: sa.ColumnElement[Any], path: JsonPath, *, as_text: bool = False) -> sa.ColumnElement[Any]:
+    steps = sa.literal([str(step) for step in path], postgresql.ARRAY(sa.Text()))
+    if as_text:
+        return column.op("#>>", return_type=sa.Text())(steps)
+    return column.op("#>", return_type=postgresql.JSONB())(steps)
+
+
+def _mysql_member(column: sa.ColumnElement[Any], path: JsonPath) -> sa.ColumnElement[Any]:
+    return sa.func.json_extract(column, _mysql_path(column, path))
+
+
+def json_kind_is(
+    family: Family, column: sa.ColumnElement[Any], path: JsonPath, kind: JsonKind, *, or_absent: bool = False
+) -> sa.ColumnElement[bool]:
+    """Whether the member at `path` is of JSON type `kind` (or, with `or_absent`, is
+    missing). NULL or false when it is missing and `or_absent` is not set."""
+    found: sa.ColumnElement[Any]
+    names: tuple[str, ...]
+    if family == "postgresql":
+        found, names = sa.func.jsonb_typeof(_pg_member(column, path)), (kind,)
+    elif family == "mysql":
+        found, names = sa.func.json_type(_mysql_member(column, path)), _MYSQL_KINDS[kind]
+    else:
+        found, names = sa.func.json_type(column, _sqlite_path(path)), _SQLITE_KINDS[kind]
+    if or_absent:
+        found = sa.func.coalesce(found, "")
+        names = (*names, "")
+    return found.in_(names)
+
+
+def json_text(family: Family, column: sa.ColumnElement[Any], path: JsonPath) -> sa.ColumnElement[str]:
+    """The string member at `path` as SQL text (NULL if absent)."""
+    if family == "postgresql":
+        return _pg_member(column, path, as_text=True)
+    if family == "mysql":
+        return sa.func.json_unquote(_mysql_member(column, path), type_=sa.Text())
+    return sa.func.json_extract(column, _sqlite_path(path), type_=sa.Text())
+
+
+def json_compare(
+    family: Family, column: sa.ColumnElement[Any], path: JsonPath, comparison: Comparison, value: str | float | bool
+) -> sa.ColumnElement[bool]:
+    """``member <comparison> value`` where the member at `path` has the JSON type of
+    `value`: numbers compare as numbers, strings by code point, booleans only for
+    equality. A member of another type, or none, does not match (false or NULL)."""
+    compare = {"eq": "=", "gt": ">", "ge": ">=", "lt": "<", "le": "<="}[comparison]
+    if isinstance(value, bool):
+        if comparison != "eq":
+            raise ValueError("booleans only compare for equality")
+        if family == "sqlite":
+            return sa.func.json_type(column, _sqlite_path(path)) == str(value).lower()
+        return sa.and_(
+            json_kind_is(family, column, path, "boolean"), json_text(family, column, path) == str(value).lower()
+        )
+    kind: JsonKind = "string" if isinstance(value, str) else "number"
+    member: sa.ColumnElement[Any]
+    expected: sa.ColumnElement[Any]
+    if family == "postgresql":
+        if kind == "number":
+            member = _pg_member(column, path)
+            expected = sa.cast(sa.literal(canonical_json(value), sa.Text()), postgresql.JSONB())
+        else:
+            member = _pg_member(column, path, as_text=True).collate("C")
+            expected = sa.literal(value, sa.Text())
+    elif family == "mysql":
+        extracted = _mysql_member(column, path)
+        if kind == "number":
+            member, expected = sa.cast(extracted, mysql.DOUBLE()), sa.literal(float(value), sa.Float())
+        else:
+            member = sa.cast(sa.func.json_unquote(extracted), sa.LargeBinary())
+            expected = sa.cast(sa.literal(value, sa.Text()), sa.LargeBinary())
+    else:
+        member = sa.func.json_extract(column, _sqlite_path(path))
+        expected = sa.literal(value)
+    return sa.and_(json_kind_is(family, column, path, kind), member.op(compare, is_comparison=True)(expected))
+
+
+def json_length(family: Family, column: sa.ColumnElement[Any], path: JsonPath) -> sa.ColumnElement[int]:
+    """How many elements (array) or members (object) the member at `path` has; check
+    its kind too, as scalars count as NULL on some engines and 1 on MySQL."""
+    if family == "mysql":
+        return sa.func.json_length(column, _mysql_path(column, path))
+    if family == "postgresql":
+        member = _pg_member(column, path)
+        keys = sa.func.jsonb_object_keys(member).table_valued("k")
+        return sa.case(
+            (sa.func.jsonb_typeof(member) == "array", sa.func.jsonb_array_length(member)),
+            (sa.func.jsonb_typeof(member) == "object", sa.select(sa.func.count()).select_from(keys).scalar_subquery()),
+        )
+    each = sa.func.json_each(column, _sqlite_path(path)).table_valued("key")
+    container = sa.or_(json_kind_is(family, column, path, "array"), json_kind_is(family, column, path, "object"))
+    return sa.case((container, sa.select(sa.func.count()).select_from(each).scalar_subquery()))
+
+
+def sqlite_vec_loadable() -> bool:
+    """Whether this Python can load sqlite-vec into SQLite (its `sqlite3` module must be
+    built with extension loading, which some distributions, and pyenv by default, leave out)."""
+    import importlib.util
+    import sqlite3
+
+    return hasattr(sqlite3.Connection, "enable_load_extension") and importlib.util.find_spec("sqlite_vec") is not None
+
+
+def load_sqlite_vec(conn: Connection) -> None:
+    """Load sqlite-vec into the pooled SQLite connection under `conn`, once per connection."""
+    record = conn.connection
+    if record.info.get("sqlite_vec"):
+        return
+    import sqlite_vec  # type: ignore[import-untyped]
+
+    raw = record.dbapi_connection
+    path = sqlite_vec.loadable_path()
+    if isinstance(raw, sa.engine.AdaptedConnection):  # aiosqlite: run on its worker thread
+        raw.run_async(lambda driver: driver.enable_load_extension(True))
+        raw.run_async(lambda driver: driver.load_extension(path))
+        raw.run_async(lambda driver: driver.enable_load_extension(False))
+    else:
+        raw.enable_load_extension(True)  # type: ignore[union-attr]
+        raw.load_extension(path)  # type: ignore[union-attr]
+        raw.enable_load_extension(False)  # type: ignore[union-attr]
+    record.info["sqlite_vec"] = True
+
+
+def cosine_similarity(
+    family: Family,
+    embedding: sa.ColumnElement[Any],
+    norm: sa.ColumnElement[float],
+    query: Sequence[float],
+    query_norm: float,
+) -> sa.ColumnElement[float]:
+    """Cosine similarity of each stored embedding with `query`, computed by the engine:
+    an ``unnest`` dot product over ``real[]`` on PostgreSQL (no extension needed),
+    sqlite-vec's ``vec_distance_cosine`` on SQLite (after `load_sqlite_vec`). Zero
+    vectors score 0. MySQL/MariaDB have no vector arithmetic: callers score there."""
+    if query_norm == 0:
+        return sa.literal(0.0, sa.Float())
+    if family == "postgresql":
+        pairs = sa.func.unnest(embedding, sa.literal(list(query), postgresql.ARRAY(postgresql.REAL()))).table_valued(
+            "a", "b"
+        )
+        pairs = pairs.render_derived()
+        dot = sa.select(sa.func.sum(pairs.c.a * pairs.c.b)).scalar_subquery()
+        score = dot / (norm * query_norm)
+    elif family == "sqlite":
+        score = 1.0 - sa.func.vec_distance_cosine(embedding, sa.literal(float32_bytes(query), sa.LargeBinary()))
+    else:
+        raise ValueError("MySQL/MariaDB cannot score vectors in SQL")
+    # No vector (an outer join's missing row): NULL, which sqlite-vec would refuse to read.
+    return sa.case((norm.is_(None), sa.null()), (norm == 0, sa.literal(0.0, sa.Float())), else_=score)
+
+
+def upsert_adding(family: Family, table: sa.Table, add: Sequence[str], replace: Sequence[str]) -> Insert:
+    """INSERT that, on an existing key, adds the new values of the columns `add` to the
+    stored ones and overwrites the columns `replace`: merging counters in one statement."""
+    stmt = _insert(family, table)
+    new = stmt.inserted if family == "mysql" else stmt.excluded
+    values = {c: table.c[c] + new[c] for c in add} | {c: new[c] for c in replace}
+    if family == "mysql":
+        return stmt.on_duplicate_key_update(values)  # type: ignore[no-any-return]
+    return stmt.on_conflict_do_update(index_elements=list(table.primary_key.columns), set_=values)  # type: ignore[no-any-return]
+
+
+def read_only_sql(family: Family) -> str | None:
+    """The first statement of a transaction the server itself must keep from writing,
+    where one exists once the transaction has begun: PostgreSQL's. MySQL only accepts
+    READ ONLY before START TRANSACTION, and SQLite has no per-transaction form (open
+    its file read-only instead, `read_only_url`); there the store's own refusal holds."""
+    return "SET TRANSACTION READ ONLY" if family == "postgresql" else None
+
+
+def read_only_url(url: sa.URL) -> sa.URL:
+    """A SQLite file URL opened read-only (``mode=ro``), so that opening never creates a
+    missing file and no statement can write; other URLs unchanged."""
+    if url.get_backend_name() != "sqlite" or url.query.get("mode") == "memory" or not url.database:
+        return url
+    database = url.database if url.database.startswith("file:") else f"file:{url.database}"
+    return url.set(database=database, query={**url.query, "mode": "ro", "uri": "true"})
+
+
+# --- admin ---------------------------------------------------------------------------
+# What the `checkpoint-sql` command asks of each engine beyond the saver's own SQL:
+# sizes and server settings, for `threads`, `stats` and `doctor`.
+
+
+def stored_size(family: Family, column: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
+    """Bytes a value takes in storage: PostgreSQL's ``pg_column_size`` (after TOAST
+    compression, and without decompressing it), the byte length elsewhere."""
+    if family == "postgresql":
+        return sa.func.pg_column_size(column)
+    return sa.func.length(column)
+
+
+def table_bytes(family: Family, conn: Connection, tables: Sequence[sa.Table]) -> dict[str, int | None]:
+    """On-disk size of each table with its indexes, or None where the engine cannot
+    tell (a SQLite build without the ``dbstat`` table)."""
+    sizes: dict[str, int | None] = {}
+    for table in tables:
+        if family == "postgresql":
+            name = f'"{table.schema}"."{table.name}"' if table.schema else f'"{table.name}"'
+            query = sa.text("SELECT pg_total_relation_size(to_regclass(:name))")
+            sizes[table.name] = conn.execute(query, {"name": name}).scalar()
+        elif family == "mysql":
+            query = sa.text(
+                "SELECT data_length + index_length FROM information_schema.tables "
+                "WHERE table_schema = COALESCE(:schema, DATABASE()) AND table_name = :name"
+            )
+            sizes[table.name] = conn.execute(query, {"schema": table.schema, "name": table.name}).scalar()
+        else:
+            query = sa.text(
+                "SELECT SUM(pgsize) FROM dbstat WHERE name IN (SELECT name FROM sqlite_master WHERE tbl_name = :name)"
+            )
+            try:
+                sizes[table.name] = conn.execute(query, {"name": table.name}).scalar()
+            except DBAPIError:
+                sizes[table.name] = None
+    return {name: None if size is None else int(size) for name, size in sizes.items()}
+
+
+def server_facts(family: Family, conn: Connection) -> dict[str, Any]:
+    """The server version and the settings `doctor` advises on."""
+    if family == "sqlite":
+        pragmas = ("journal_mode", "synchronous", "busy_timeout", "page_size", "page_count", "freelist_count")
+        facts = {p: conn.exec_driver_sql(f"PRAGMA {p}").scalar() for p in pragmas}
+        facts["version"] = conn.exec_driver_sql("SELECT sqlite_version()").scalar()
+        return facts
+    if family == "postgresql":
+        names = ("server_version", "server_encoding", "statement_timeout", "idle_in_transaction_session_timeout")
+        facts = {n: conn.exec_driver_sql(f"SHOW {n}").scalar() for n in names}
+        facts["version"] = facts.pop("server_version")
+        return facts
+    row = conn.exec_driver_sql(
+        "SELECT @@version, @@max_allowed_packet, @@character_set_server, @@innodb_lock_wait_timeout"
+    ).one()
+    return {
+        "version": row[0],
+        "mariadb": "mariadb" in str(row[0]).lower(),
+        "max_allowed_packet": int(row[1]),
+        "character_set_server": row[2],
+        "innodb_lock_wait_timeout": int(row[3]),
+    }
+
+
+def reads_need_snapshot(family: Family) -> bool:
+    """Whether a read of several statements must run in ``snapshot`` mode to see one
+    consistent state (an export, a history): the servers otherwise run READ COMMITTED;
+    a SQLite read transaction already is a snapshot, and its snapshot mode would take
+    the write lock, stalling every writer for the length of the read."""
+    return family != "sqlite"

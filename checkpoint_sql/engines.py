@@ -217,9 +217,24 @@ def _sqlite_pragmas(engine: Engine, *, wal: bool, synchronous: str) -> None:
     def _configure(dbapi_connection: Any, _record: Any) -> None:
         cursor = dbapi_connection.cursor()
         if wal:
-            cursor.execute("PRAGMA journal_mode=WAL")
+            _use_wal(cursor)
         cursor.execute(f"PRAGMA synchronous={level}")
         cursor.close()
+
+
+def _use_wal(cursor: Any) -> None:
+    """Put the file in WAL mode unless it is already. The mode belongs to the file, and
+    switching takes an exclusive lock that busy_timeout does not wait for: when several
+    processes open a new file at once, the ones that lose the race are told "database
+    is locked" while a winner switches it, and can leave it to the winner."""
+    cursor.execute("PRAGMA journal_mode")
+    if str(cursor.fetchone()[0]).lower() == "wal":
+        return
+    try:
+        cursor.execute("PRAGMA journal_mode=WAL")
+    except Exception as exc:
+        if "locked" not in str(exc):
+            raise
 
 
 def _ping_when_stale(engine: Engine, idle_seconds: float) -> None:

@@ -12,6 +12,8 @@ are left as SQLAlchemy's own exceptions, so a retry policy can classify them.
 
 from __future__ import annotations
 
+from langgraph.store.base import InvalidNamespaceError as _LangGraphInvalidNamespaceError
+
 
 class CheckpointSQLError(Exception):
     """Base class of every error raised on purpose by checkpoint_sql."""
@@ -57,3 +59,52 @@ class EngineUnreachableError(CheckpointSQLError, ConnectionError):
 
 class SchemaNotReadyError(CheckpointSQLError, RuntimeError):
     """The tables do not exist yet: `setup()` / `asetup()` has not been run on this database."""
+
+
+class RetryExhaustedError(CheckpointSQLError, RuntimeError):
+    """A transient database fault outlasted the retry budget. The message says which
+    operation gave up after how many attempts; the last fault is chained as the cause."""
+
+    def __init__(self, message: str, *, operation: str, attempts: int) -> None:
+        super().__init__(message)
+        self.operation = operation
+        self.attempts = attempts
+
+
+# --- companion stores ------------------------------------------------------------------
+
+
+class InvalidNamespaceError(InvalidArgumentError, _LangGraphInvalidNamespaceError):
+    """A store namespace or one of its labels cannot be used (empty, not a string, a
+    period or a control separator in a label, ``"langgraph"`` as the root of a write).
+    It is also LangGraph's own `InvalidNamespaceError`, so code written against
+    LangGraph's stores catches it unchanged."""
+
+
+class SessionExistsError(CheckpointSQLError, ValueError):
+    """`create_session` was given the id of a session that already exists."""
+
+
+class SessionNotFoundError(CheckpointSQLError, LookupError):
+    """The session an operation names does not exist (or was deleted meanwhile)."""
+
+
+class SessionConflictError(CheckpointSQLError, RuntimeError):
+    """Another writer appended to the session since this copy was read: the event was
+    not stored. Re-read the session (`get_session`) and append again.
+
+    `expected_seq` is the sequence number this copy knew, `actual_seq` the stored one.
+    """
+
+    def __init__(self, message: str, *, expected_seq: int, actual_seq: int) -> None:
+        super().__init__(message)
+        self.expected_seq = expected_seq
+        self.actual_seq = actual_seq
+
+
+class MemoryNotFoundError(CheckpointSQLError, LookupError):
+    """`update_memory` / `delete_memory` named a memory that does not exist."""
+
+
+class ReadOnlyError(CheckpointSQLError, PermissionError):
+    """A write (or `setup()`) was asked of a store opened with ``read_only=True``."""

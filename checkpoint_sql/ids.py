@@ -14,7 +14,7 @@ from typing import Any
 
 from langchain_core.runnables import RunnableConfig
 
-from checkpoint_sql.errors import InvalidConfigError
+from checkpoint_sql.errors import CheckpointSQLError, InvalidConfigError
 from checkpoint_sql.schema import CHECKPOINT_ID_MAX
 
 TEXT_ID_MAX = 65_536
@@ -31,19 +31,27 @@ def _preview(text: str) -> str:
     return repr(text if len(text) <= 60 else text[:40] + "...")
 
 
-def _check_text(value: str, what: str, *, allow_empty: bool) -> str:
+def check_text(
+    value: str,
+    what: str,
+    *,
+    allow_empty: bool = False,
+    max_length: int = TEXT_ID_MAX,
+    error: type[CheckpointSQLError] = InvalidConfigError,
+) -> str:
+    """A caller-chosen id or name that every engine can store and key: not empty
+    (unless `allow_empty`), bounded, no NUL (PostgreSQL cannot store it), valid Unicode.
+    Refused with `error`, naming `what`."""
     if not value and not allow_empty:
-        raise InvalidConfigError(f"{what} must not be empty")
-    if len(value) > TEXT_ID_MAX:
-        raise InvalidConfigError(
-            f"{what} {_preview(value)} is {len(value)} characters long; at most {TEXT_ID_MAX} are accepted"
-        )
+        raise error(f"{what} must not be empty")
+    if len(value) > max_length:
+        raise error(f"{what} {_preview(value)} is {len(value)} characters long; at most {max_length} are accepted")
     if "\x00" in value:
-        raise InvalidConfigError(f"{what} {_preview(value)} contains a NUL character, which PostgreSQL cannot store")
+        raise error(f"{what} {_preview(value)} contains a NUL character, which PostgreSQL cannot store")
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
-        raise InvalidConfigError(f"{what} {_preview(value)} is not valid Unicode (lone surrogate)") from None
+        raise error(f"{what} {_preview(value)} is not valid Unicode (lone surrogate)") from None
     return value
 
 
@@ -51,7 +59,7 @@ def thread_id_of(value: Any, what: str = "thread_id") -> str:
     """A thread id as stored: strings as they are, ints and UUIDs as their text."""
     if isinstance(value, bool) or not isinstance(value, (str, int, uuid.UUID)):
         raise InvalidConfigError(f"{what} must be a str, int or UUID, not {type(value).__name__} ({value!r:.60})")
-    return _check_text(str(value), what, allow_empty=False)
+    return check_text(str(value), what)
 
 
 def checkpoint_id_of(value: Any, what: str = "checkpoint_id") -> str | None:
@@ -119,7 +127,7 @@ def address_of(config: Any, *, operation: str, default_ns: bool = True) -> Addre
     if ns is not None:
         if not isinstance(ns, str):
             raise InvalidConfigError(f"{operation}: checkpoint_ns must be a str, not {type(ns).__name__}")
-        _check_text(ns, "checkpoint_ns", allow_empty=True)
+        check_text(ns, "checkpoint_ns", allow_empty=True)
     return Address(
         thread_id=thread_id,
         checkpoint_ns=ns,

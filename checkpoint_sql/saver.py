@@ -1,19 +1,18 @@
 """`SQLSaver`: LangGraph's `BaseCheckpointSaver` on SQLite, PostgreSQL and MySQL/MariaDB.
 
 Every public method comes as a sync/async pair whose bodies are one line each: the
-work is described once by a `_Call` (validate and serialize, which operation to run,
+work is described once by a `Call` (validate and serialize, which operation to run,
 how to turn its rows into the result), and `_run` / `_arun` execute it on the sync or
-the async engine. The operations themselves live in `operations.py`.
+the async engine (`calls.py`). The operations themselves live in `operations.py`.
 """
 
 from __future__ import annotations
 
 import random
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
-from contextlib import AbstractAsyncContextManager, AbstractContextManager
 from dataclasses import dataclass, field, replace
-from types import TracebackType
-from typing import Any, Generic, TypeVar
+from datetime import timedelta
+from typing import Any, TypeVar
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import (
@@ -28,7 +27,8 @@ from langgraph.checkpoint.serde.base import SerializerProtocol
 from sqlalchemy.engine import URL, Engine
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from checkpoint_sql import codec, dialects, migrate, operations
+from checkpoint_sql import codec, dialects, migrate, operations, retention
+from checkpoint_sql.calls import Call, DatabaseClient, Progress, adrive, drive, same
 from checkpoint_sql.database import Database
 from checkpoint_sql.engines import EngineOptions
 from checkpoint_sql.errors import (
@@ -45,30 +45,13 @@ R = TypeVar("R")
 T = TypeVar("T")
 
 LIST_PAGE = 100
-"""Checkpoints fetched per transaction while iterating `list`."""
+"""Checkpoints fetched per statement while iterating `list`."""
 
 PRUNE_STRATEGIES = ("keep_latest", "delete")
 
 # Aliases, because inside SQLSaver the name `list` is the method.
 Tuples = list[CheckpointTuple]
 Page = tuple[Tuples, "tuple[Any, ...] | None"]
-
-
-@dataclass(slots=True)
-class _Call(Generic[R, T]):
-    """One transaction of one operation, and what to make of its result."""
-
-    op: Callable[..., R]
-    args: tuple[Any, ...]
-    finish: Callable[[R], T]
-    write: bool = False
-    snapshot: bool = False
-    single: bool = False
-    """The operation is one statement: no BEGIN/COMMIT around it."""
-
-
-def _same(value: Any) -> Any:
-    return value
 
 
 @dataclass(slots=True)
@@ -81,7 +64,7 @@ class _ListPlan:
     started: bool = field(default=False)
 
 
-class SQLSaver(BaseCheckpointSaver[str], AbstractContextManager["SQLSaver"], AbstractAsyncContextManager["SQLSaver"]):
+class SQLSaver(BaseCheckpointSaver[str], DatabaseClient):
     """A LangGraph checkpointer on SQLAlchemy: one class for sync and async use.
 
     Args:
@@ -111,12 +94,7 @@ class SQLSaver(BaseCheckpointSaver[str], AbstractContextManager["SQLSaver"], Abs
         engine_options: EngineOptions | None = None,
     ) -> None:
         super().__init__(serde=serde)
-        self._owns_db = not isinstance(target, Database)
-        self.db = (
-            target
-            if isinstance(target, Database)
-            else Database(target, async_engine=async_engine, options=engine_options)
-        )
+        self._use_database(target, async_engine=async_engine, engine_options=engine_options)
         self.tables: SaverTables = saver_tables(table_prefix, schema)
         self._st = SaverStatements(self.tables, self.db.family)
 
@@ -129,43 +107,6 @@ class SQLSaver(BaseCheckpointSaver[str], AbstractContextManager["SQLSaver"], Abs
     def __repr__(self) -> str:
         return f"SQLSaver({self.db.masked_url!r}, table_prefix={self.tables.prefix!r})"
 
-    # --- lifetime ---------------------------------------------------------------------
-
-    def close(self) -> None:
-        """Dispose the engines this saver created (engines passed in are left open)."""
-        if self._owns_db:
-            self.db.close()
-
-    async def aclose(self) -> None:
-        if self._owns_db:
-            await self.db.aclose()
-
-    def __enter__(self) -> SQLSaver:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
-
-    async def __aenter__(self) -> SQLSaver:
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.aclose()
-
-    # --- running calls ------------------------------------------------------------------
-
-    def _run(self, call: _Call[Any, T]) -> T:
-        result = self.db.run(call.op, *call.args, write=call.write, snapshot=call.snapshot, single=call.single)
-        return call.finish(result)
-
-    async def _arun(self, call: _Call[Any, T]) -> T:
-        result = await self.db.arun(call.op, *call.args, write=call.write, snapshot=call.snapshot, single=call.single)
-        return call.finish(result)
-
     # --- setup ----------------------------------------------------------------------
 
     def setup(self) -> None:
@@ -175,8 +116,8 @@ class SQLSaver(BaseCheckpointSaver[str], AbstractContextManager["SQLSaver"], Abs
     async def asetup(self) -> None:
         await self._arun(self._setup())
 
-    def _setup(self) -> _Call[Any, None]:
-        return _Call(migrate.upgrade, (self.tables.migrations, self.db.family), lambda _: None, write=True)
+    def _setup(self) -> Call[Any, None]:
+        return Call(migrate.upgrade, (self.tables.migrations, self.db.family), lambda _: None, write=True)
 
     # --- reading ----------------------------------------------------------------------
 
@@ -188,14 +129,14 @@ class SQLSaver(BaseCheckpointSaver[str], AbstractContextManager["SQLSaver"], Abs
     async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
         return await self._arun(self._get_tuple(config))
 
-    def _get_tuple(self, config: RunnableConfig) -> _Call[codec.Loaded, CheckpointTuple | None]:
+    def _get_tuple(self, config: RunnableConfig) -> Call[codec.Loaded, CheckpointTuple | None]:
         address = address_of(config, operation="get_tuple")
         params: dict[str, Any] = {"tkey": address.thread_key, "nkey": address.ns_key}
         if address.checkpoint_id is None:
             statement = self._st.read_latest
         else:
             statement, params["checkpoint_id"] = self._st.read_exact, address.checkpoint_id
-        return _Call(operations.read, (statement, params), self._first, single=True)
+        return Call(operations.read, (statement, params), self._first, single=True)
 
     def _first(self, loaded: codec.Loaded) -> CheckpointTuple | None:
         tuples = codec.checkpoint_tuples(self.serde, loaded)
@@ -249,7 +190,7 @@ class SQLSaver(BaseCheckpointSaver[str], AbstractContextManager["SQLSaver"], Abs
 
     def _page(
         self, plan: _ListPlan, after: tuple[Any, ...] | None, remaining: int | None
-    ) -> _Call[codec.Loaded, Page] | None:
+    ) -> Call[codec.Loaded, Page] | None:
         """The call fetching the page after `after`, or None once the listing is done.
 
         Its result is the page's tuples and the cursor of the next page (None when this
@@ -271,7 +212,7 @@ class SQLSaver(BaseCheckpointSaver[str], AbstractContextManager["SQLSaver"], Abs
             )
             return tuples, cursor
 
-        return _Call(operations.read, (self._st.list_page(shape), params), finish, single=True)
+        return Call(operations.read, (self._st.list_page(shape), params), finish, single=True)
 
     def _list_plan(
         self,
@@ -360,7 +301,7 @@ class SQLSaver(BaseCheckpointSaver[str], AbstractContextManager["SQLSaver"], Abs
         metadata: CheckpointMetadata,
         new_versions: ChannelVersions,
         writes: Sequence[Sequence[Any]] | None,
-    ) -> _Call[None, RunnableConfig]:
+    ) -> Call[None, RunnableConfig]:
         address = address_of(config, operation="put")
         prepared = codec.prepare_put(self.serde, address, checkpoint, metadata, new_versions, config)
         checkpoint_id = prepared.checkpoint["checkpoint_id"]
@@ -392,7 +333,7 @@ class SQLSaver(BaseCheckpointSaver[str], AbstractContextManager["SQLSaver"], Abs
 
     def _put_writes(
         self, config: RunnableConfig, writes: Sequence[tuple[str, Any]], task_id: str, task_path: str
-    ) -> _Call[None, None]:
+    ) -> Call[None, None]:
         address = address_of(config, operation="put_writes")
         if address.checkpoint_id is None:
             raise UnknownCheckpointError(
@@ -401,7 +342,7 @@ class SQLSaver(BaseCheckpointSaver[str], AbstractContextManager["SQLSaver"], Abs
             )
         prepared = codec.PreparedWrites()
         codec.add_task_writes(self.serde, address, address.checkpoint_id, writes, task_id, task_path, prepared)
-        return self._write(None, [], prepared, _same)
+        return self._write(None, [], prepared, same)
 
     def _write(
         self,
@@ -409,12 +350,12 @@ class SQLSaver(BaseCheckpointSaver[str], AbstractContextManager["SQLSaver"], Abs
         blobs: Sequence[dict[str, Any]],
         writes: codec.PreparedWrites,
         finish: Callable[[None], T],
-    ) -> _Call[None, T]:
+    ) -> Call[None, T]:
         """The call storing these rows: one statement where the engine allows (then it
         is its own transaction), else one transaction."""
         plan = self._st.put_plan(checkpoint, blobs, list(writes.keep_first.values()), list(writes.overwrite.values()))
         single = len(plan) == 1 and dialects.lone_writes_are_atomic(self.db.family)
-        return _Call(operations.write, (plan,), finish, write=True, single=single)
+        return Call(operations.write, (plan,), finish, write=True, single=single, group=True)
 
     # --- deleting and copying ---------------------------------------------------------
 
@@ -432,9 +373,9 @@ class SQLSaver(BaseCheckpointSaver[str], AbstractContextManager["SQLSaver"], Abs
     async def adelete_lineage(self, thread_id: str) -> None:
         await self.adelete_thread(thread_id)
 
-    def _delete_threads(self, thread_ids: Sequence[Any]) -> _Call[None, None]:
+    def _delete_threads(self, thread_ids: Sequence[Any]) -> Call[None, None]:
         keys = [key_of(thread_id_of(t)) for t in thread_ids]
-        return _Call(operations.delete_threads, (self._st, keys), _same, write=True)
+        return Call(operations.delete_threads, (self._st, keys), same, write=True)
 
     def delete_for_runs(self, run_ids: Sequence[str]) -> None:
         """Delete the checkpoints whose metadata ``run_id`` is one of `run_ids`, their
@@ -446,11 +387,11 @@ class SQLSaver(BaseCheckpointSaver[str], AbstractContextManager["SQLSaver"], Abs
         if call := self._delete_for_runs(run_ids):
             await self._arun(call)
 
-    def _delete_for_runs(self, run_ids: Sequence[str]) -> _Call[None, None] | None:
+    def _delete_for_runs(self, run_ids: Sequence[str]) -> Call[None, None] | None:
         ids = _strings(run_ids, "delete_for_runs: run_ids")
         if not ids:
             return None
-        return _Call(operations.delete_for_runs, (self._st, ids), _same, write=True, snapshot=True)
+        return Call(operations.delete_for_runs, (self._st, ids), same, write=True, snapshot=True)
 
     def copy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
         """Copy a whole thread (every namespace, checkpoint, blob and write, same ids)
@@ -461,12 +402,12 @@ class SQLSaver(BaseCheckpointSaver[str], AbstractContextManager["SQLSaver"], Abs
     async def acopy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
         await self._arun(self._copy_thread(source_thread_id, target_thread_id))
 
-    def _copy_thread(self, source_thread_id: str, target_thread_id: str) -> _Call[None, None]:
+    def _copy_thread(self, source_thread_id: str, target_thread_id: str) -> Call[None, None]:
         source = address_of({"configurable": {"thread_id": source_thread_id}}, operation="copy_thread")
         target = address_of({"configurable": {"thread_id": target_thread_id}}, operation="copy_thread")
         if source.thread_id == target.thread_id:
             raise InvalidArgumentError(f"copy_thread: source and target are the same thread {source.thread_id!r}")
-        return _Call(operations.copy_thread, (self._st, source, target), _same, write=True)
+        return Call(operations.copy_thread, (self._st, source, target), same, write=True)
 
     def prune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
         """``"keep_latest"``: keep each namespace's latest checkpoint (and, for delta
@@ -479,7 +420,7 @@ class SQLSaver(BaseCheckpointSaver[str], AbstractContextManager["SQLSaver"], Abs
         for call in self._prune(thread_ids, strategy):
             await self._arun(call)
 
-    def _prune(self, thread_ids: Sequence[str], strategy: str) -> Sequence[_Call[None, None]]:
+    def _prune(self, thread_ids: Sequence[str], strategy: str) -> Sequence[Call[None, None]]:
         if strategy not in PRUNE_STRATEGIES:
             raise InvalidArgumentError(f"prune: unknown strategy {strategy!r}; use one of {PRUNE_STRATEGIES}")
         threads = [thread_id_of(t) for t in _strings(thread_ids, "prune: thread_ids", allow_ints=True)]
@@ -488,8 +429,7 @@ class SQLSaver(BaseCheckpointSaver[str], AbstractContextManager["SQLSaver"], Abs
         if strategy == "delete":
             return [self._delete_threads(threads)]
         return [
-            _Call(operations.prune_keep_latest, (self._st, key_of(t)), _same, write=True, snapshot=True)
-            for t in threads
+            Call(operations.prune_keep_latest, (self._st, key_of(t)), same, write=True, snapshot=True) for t in threads
         ]
 
     # --- delta channels ------------------------------------------------------------------
@@ -511,12 +451,12 @@ class SQLSaver(BaseCheckpointSaver[str], AbstractContextManager["SQLSaver"], Abs
 
     def _delta_history(
         self, config: RunnableConfig, channels: Sequence[str]
-    ) -> _Call[operations.DeltaRows, Mapping[str, DeltaChannelHistory]] | None:
+    ) -> Call[operations.DeltaRows, Mapping[str, DeltaChannelHistory]] | None:
         address = address_of(config, operation="get_delta_channel_history")
         names = _strings(channels, "get_delta_channel_history: channels")
         if not names:
             return None
-        return _Call(
+        return Call(
             operations.delta_history,
             (self._st, address, names),
             lambda rows: codec.delta_histories(self.serde, rows.writes, rows.seeds),
@@ -534,6 +474,37 @@ class SQLSaver(BaseCheckpointSaver[str], AbstractContextManager["SQLSaver"], Abs
         else:
             counter = int(str(current).split(".")[0])
         return f"{counter + 1:032}.{random.random():016}"
+
+    # --- retention ------------------------------------------------------------------------
+
+    def retain(
+        self,
+        *,
+        keep_last: int | None = None,
+        older_than: timedelta | str | None = None,
+        threads: Sequence[str] | None = None,
+        dry_run: bool = False,
+        progress: Progress | None = None,
+    ) -> retention.RetentionReport:
+        """Delete old checkpoints: those beyond the newest `keep_last` per thread and
+        namespace and/or older than `older_than` (a timedelta or ``"30d"``), in
+        `threads` or every thread; both limits given, a checkpoint must exceed both.
+        DeltaChannel chains of kept checkpoints are never cut. One transaction per
+        thread; `dry_run` only reports. See `checkpoint_sql.retention`."""
+        policy = retention.RetentionPolicy.of(keep_last, older_than)
+        return drive(self.db, retention.job(self._st, policy, threads, dry_run=dry_run, progress=progress))
+
+    async def aretain(
+        self,
+        *,
+        keep_last: int | None = None,
+        older_than: timedelta | str | None = None,
+        threads: Sequence[str] | None = None,
+        dry_run: bool = False,
+        progress: Progress | None = None,
+    ) -> retention.RetentionReport:
+        policy = retention.RetentionPolicy.of(keep_last, older_than)
+        return await adrive(self.db, retention.job(self._st, policy, threads, dry_run=dry_run, progress=progress))
 
 
 def _strings(values: Any, what: str, *, allow_ints: bool = False) -> list[Any]:

@@ -93,6 +93,7 @@ def saver_tables(prefix: str = DEFAULT_PREFIX, schema: str | None = None) -> Sav
         # retention clock. An integer binds and compares the same on every driver.
         sa.Column("created_us", sa.BigInteger(), nullable=False),
         sa.Index(f"{prefix}checkpoints_run_id_idx", "run_id"),
+        sa.Index(f"{prefix}checkpoints_created_us_idx", "created_us"),
     )
     blobs = sa.Table(
         f"{prefix}blobs",

@@ -61,6 +61,12 @@ class ListShape:
     """The `dialects.json_filter` kind of each metadata filter, in order."""
 
 
+def list_order(row: Mapping[str, Any]) -> tuple[Any, ...]:
+    """The key `list` orders checkpoints by (descending): the id, then the thread and
+    namespace keys, which break ties between copied threads."""
+    return (row["checkpoint_id"], row["thread_key"], row["ns_key"])
+
+
 class RowsInsert:
     """A multi-row INSERT (one statement for any number of rows), with an optional
     conflict clause, compiled once per row count."""
@@ -302,11 +308,6 @@ class SaverStatements:
         page = sa.select(*self.row_columns).where(*where).order_by(*(c.desc() for c in order))
         found = self._list_pages[shape] = Prepared(self._with_children(page.limit(bindparam("limit"))))
         return found
-
-    @staticmethod
-    def list_order(row: Mapping[str, Any]) -> tuple[Any, ...]:
-        """The key `list` orders rows by, descending."""
-        return (row["checkpoint_id"], row["thread_key"], row["ns_key"])
 
     @staticmethod
     def list_cursor(row: Mapping[str, Any], *, thread_fixed: bool, ns_fixed: bool) -> tuple[Any, ...]:

@@ -1,0 +1,223 @@
+"""`checkpoint-sql doctor`: can we reach the database, and is it set up the way the
+saver expects? Each finding is a `Check` with a status and, when something is off,
+the command or setting that fixes it.
+"""
+
+from __future__ import annotations
+
+import platform
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from rich.console import Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+from sqlalchemy.engine import Connection
+
+from checkpoint_sql import dialects, engines
+from checkpoint_sql.admin import schema_status
+from checkpoint_sql.admin.threads import human_bytes
+from checkpoint_sql.database import Database
+from checkpoint_sql.errors import EngineUnreachableError
+from checkpoint_sql.schema import SaverTables
+
+_MARK = {"ok": ("✓", "green"), "info": ("·", "dim"), "warn": ("!", "bold yellow"), "fail": ("✗", "bold red")}
+_PACKAGES = ("checkpoint-sql", "langgraph", "langgraph-checkpoint", "sqlalchemy", "alembic")
+_DRIVERS = {"sqlite": ("aiosqlite",), "postgresql": ("psycopg",), "mysql": ("pymysql", "asyncmy")}
+_MIN_SERVER = {"postgresql": (12,), "mysql": (8, 0, 4), "mariadb": (10, 6)}
+_PACKET_MIN = 64 * 1024 * 1024
+
+
+@dataclass
+class Check:
+    name: str
+    status: str
+    """ok, info, warn or fail."""
+    detail: str
+    advice: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "status": self.status, "detail": self.detail, "advice": self.advice}
+
+
+@dataclass
+class Diagnosis:
+    checks: list[Check] = field(default_factory=list)
+    facts: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def healthy(self) -> bool:
+        return all(c.status != "fail" for c in self.checks)
+
+    def add(self, name: str, status: str, detail: str, advice: str | None = None) -> None:
+        self.checks.append(Check(name, status, detail, advice))
+
+    def to_json(self) -> dict[str, Any]:
+        return {"healthy": self.healthy, "checks": [c.to_json() for c in self.checks], "facts": self.facts}
+
+    def render(self) -> RenderableType:
+        table = Table(show_header=False, box=None, padding=(0, 1))
+        table.add_column()
+        table.add_column(style="bold")
+        table.add_column()
+        for check in self.checks:
+            mark, style = _MARK[check.status]
+            detail = Text(check.detail)
+            if check.advice:
+                detail.append(f"\n→ {check.advice}", style="yellow")
+            table.add_row(Text(mark, style=style), check.name, detail)
+        verdict = Text(
+            "healthy" if self.healthy else "problems found", style="bold green" if self.healthy else "bold red"
+        )
+        return Group(table, verdict)
+
+
+def diagnose(db: Database, tables: SaverTables) -> Diagnosis:
+    found = Diagnosis()
+    found.add("database", "info", f"{db.masked_url} ({db.family})")
+    versions = {name: _version(name) for name in (*_PACKAGES, *_DRIVERS[db.family])}
+    found.facts["python"] = platform.python_version()
+    found.facts["packages"] = versions
+    found.add("packages", "info", ", ".join(f"{n} {v or 'missing'}" for n, v in versions.items()))
+    missing = [n for n in _DRIVERS[db.family] if versions[n] is None]
+    if missing:
+        found.add(
+            "driver",
+            "fail",
+            f"not installed: {', '.join(missing)}",
+            f'pip install "checkpoint-sql[{_extra(db.family)}]"',
+        )
+        return found
+    if db.family == "sqlite" and not engines.is_sqlite_memory(db.url):
+        path = Path(db.url.database or "")
+        if not path.exists():
+            found.add(
+                "file",
+                "fail",
+                f"no database file at {path}",
+                "check the path, or create it with `checkpoint-sql migrate`",
+            )
+            return found
+        found.add("file", "info", f"{path} ({human_bytes(path.stat().st_size)})")
+    try:
+        facts, status = db.run(_gather, tables, db.family)
+    except EngineUnreachableError as exc:
+        found.add("connection", "fail", str(exc), _reach_advice(db.family))
+        return found
+    found.facts.update(server=facts, schema=status.to_json())
+    found.add("connection", "ok", f"connected; server {facts['version']}")
+    _check_server(found, db.family, facts)
+    _check_schema(found, status)
+    if db.family == "sqlite":
+        _check_sqlite(found, facts)
+    elif db.family == "mysql":
+        _check_mysql(found, facts)
+    return found
+
+
+def _gather(
+    conn: Connection, tables: SaverTables, family: dialects.Family
+) -> tuple[dict[str, Any], schema_status.SchemaStatus]:
+    return dialects.server_facts(family, conn), schema_status.status(conn, tables.migrations)
+
+
+def _version(distribution: str) -> str | None:
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def _extra(family: str) -> str:
+    return {"postgresql": "postgres", "mysql": "mysql"}.get(family, "all")
+
+
+def _reach_advice(family: str) -> str:
+    if family == "sqlite":
+        return "check that the directory exists and is writable"
+    return "check that the server is running and that host, port, user, password and database name are right"
+
+
+def _numbers(version: str) -> tuple[int, ...]:
+    digits = []
+    for part in version.split("-")[0].split(" ")[0].split("."):
+        if not part.isdigit():
+            break
+        digits.append(int(part))
+    return tuple(digits)
+
+
+def _check_server(found: Diagnosis, family: str, facts: dict[str, Any]) -> None:
+    kind = "mariadb" if facts.get("mariadb") else family
+    minimum = _MIN_SERVER.get(kind)
+    if minimum is not None and _numbers(str(facts["version"])) < minimum:
+        wanted = ".".join(map(str, minimum))
+        found.add(
+            "server",
+            "fail",
+            f"{kind} {facts['version']} is older than {wanted}",
+            f"upgrade to {kind} {wanted} or later",
+        )
+
+
+def _check_schema(found: Diagnosis, status: schema_status.SchemaStatus) -> None:
+    if not status.known:
+        found.add(
+            "schema",
+            "fail",
+            f"revision {status.current} is unknown to this checkpoint-sql (bundled head {status.head})",
+            "a newer checkpoint-sql migrated this database: upgrade the package",
+        )
+    elif status.current is None:
+        found.add(
+            "schema", "fail", "the saver's tables are not set up", "run `checkpoint-sql migrate` (or saver.setup())"
+        )
+    elif status.pending:
+        names = ", ".join(f"{r} ({t})" for r, t in status.pending)
+        found.add("schema", "warn", f"at {status.current}; pending: {names}", "run `checkpoint-sql migrate`")
+    else:
+        found.add("schema", "ok", f"at revision {status.current}, up to date")
+
+
+def _check_sqlite(found: Diagnosis, facts: dict[str, Any]) -> None:
+    if str(facts["journal_mode"]).lower() == "wal":
+        found.add("journal_mode", "ok", "wal: readers do not block the writer")
+    else:
+        found.add(
+            "journal_mode",
+            "warn",
+            f"{facts['journal_mode']}",
+            "the saver switches to WAL on connect; check the file system supports it",
+        )
+    synchronous = {0: "OFF", 1: "NORMAL", 2: "FULL", 3: "EXTRA"}.get(facts["synchronous"], facts["synchronous"])
+    if synchronous in ("FULL", "EXTRA"):
+        found.add("synchronous", "ok", f"{synchronous}: a committed checkpoint survives power loss")
+    else:
+        found.add("synchronous", "info", f"{synchronous}: the last commits may be lost on power loss")
+    found.add("busy_timeout", "ok" if facts["busy_timeout"] >= 1000 else "warn", f"{facts['busy_timeout']} ms")
+    pages, free = int(facts["page_count"]), int(facts["freelist_count"])
+    free_bytes = free * int(facts["page_size"])
+    if pages and free / pages > 0.25 and free_bytes > 8_000_000:
+        found.add(
+            "free space",
+            "warn",
+            f"{free}/{pages} pages free ({human_bytes(free_bytes)})",
+            "reclaim it with `sqlite3 FILE 'VACUUM'` while no writer runs",
+        )
+    else:
+        found.add("free space", "ok", f"{free}/{pages} pages free")
+
+
+def _check_mysql(found: Diagnosis, facts: dict[str, Any]) -> None:
+    packet = facts["max_allowed_packet"]
+    if packet < _PACKET_MIN:
+        found.add(
+            "max_allowed_packet",
+            "warn",
+            f"{human_bytes(packet)}: a checkpoint or write larger than this cannot be stored",
+            "SET GLOBAL max_allowed_packet = 268435456 (and in the server's config file)",
+        )
+    else:
+        found.add("max_allowed_packet", "ok", human_bytes(packet))

@@ -1,0 +1,160 @@
+"""A thread's history: every checkpoint of every namespace as a `lineage.Entry`.
+
+One read transaction fetches what the tree needs and nothing more: the checkpoint
+rows, the blobs of the trigger channels only (small markers and pending Sends, not
+the messages), and the pending writes with their values left out except for
+interrupts and errors. Decoding happens afterwards, outside the transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+import sqlalchemy as sa
+from langgraph.checkpoint.serde.base import SerializerProtocol
+from rich.console import Group, RenderableType
+from rich.text import Text
+from sqlalchemy import bindparam
+from sqlalchemy.engine import Connection
+
+from checkpoint_sql import codec, lineage
+from checkpoint_sql.schema import SaverTables
+
+Row = Mapping[str, Any]
+LEGEND = "✓ done  ⏸ waiting for a resume  ✗ failed  ↺ resumed · next: what runs when the graph goes on"
+
+
+class HistoryStatements:
+    """The three reads of a history. Values are left out except where the tree shows
+    them, since a thread's messages can be megabytes per checkpoint."""
+
+    def __init__(self, tables: SaverTables) -> None:
+        cp, bl, wr = tables.checkpoints, tables.blobs, tables.writes
+        self.checkpoints = sa.select(
+            cp.c.ns_key,
+            cp.c.thread_id,
+            cp.c.checkpoint_ns,
+            cp.c.checkpoint_id,
+            cp.c.parent_checkpoint_id,
+            cp.c.type,
+            cp.c.checkpoint,
+            cp.c.metadata,
+            cp.c.versions,
+            cp.c.created_us,
+        ).where(cp.c.thread_key == bindparam("tkey"))
+        self.triggers = sa.select(bl.c.ns_key, bl.c.channel, bl.c.version, bl.c.type, bl.c.blob).where(
+            bl.c.thread_key == bindparam("tkey"),
+            sa.or_(bl.c.channel.in_([lineage.START, lineage.TASKS]), bl.c.channel.startswith(lineage.BRANCH)),
+            bl.c.type != codec.EMPTY,
+        )
+        telling = wr.c.channel.in_([lineage.INTERRUPT, lineage.ERROR])
+        self.writes = sa.select(
+            wr.c.ns_key,
+            wr.c.checkpoint_id,
+            wr.c.task_id,
+            wr.c.idx,
+            wr.c.channel,
+            wr.c.task_path,
+            sa.case((telling, wr.c.type), else_=sa.null()).label("type"),
+            sa.case((telling, wr.c.blob), else_=sa.null()).label("blob"),
+        ).where(wr.c.thread_key == bindparam("tkey"))
+
+
+@dataclass
+class HistoryRows:
+    checkpoints: list[Row]
+    triggers: list[Row]
+    writes: list[Row]
+
+
+def load(conn: Connection, hs: HistoryStatements, thread_key: bytes) -> HistoryRows:
+    """The rows of one thread's history (run as one snapshot read)."""
+    params = {"tkey": thread_key}
+    return HistoryRows(
+        checkpoints=[dict(r) for r in conn.execute(hs.checkpoints, params).mappings()],
+        triggers=[dict(r) for r in conn.execute(hs.triggers, params).mappings()],
+        writes=[dict(r) for r in conn.execute(hs.writes, params).mappings()],
+    )
+
+
+@dataclass
+class Namespace:
+    checkpoint_ns: str
+    entries: list[lineage.Entry]
+    roots: list[lineage.Entry]
+
+
+@dataclass
+class History:
+    thread_id: str
+    namespaces: list[Namespace]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "thread_id": self.thread_id,
+            "namespaces": [
+                {
+                    "checkpoint_ns": ns.checkpoint_ns,
+                    "checkpoints": [e.to_json() for e in sorted(ns.entries, key=lambda e: e.checkpoint_id)],
+                }
+                for ns in self.namespaces
+            ],
+        }
+
+    def render(self) -> RenderableType:
+        parts: list[RenderableType] = []
+        for ns in self.namespaces:
+            where = "" if not ns.checkpoint_ns else f", namespace {ns.checkpoint_ns}"
+            parts.append(lineage.render(ns.roots, f"thread {self.thread_id}{where}: {len(ns.entries)} checkpoints"))
+        return Group(*parts, Text(LEGEND, "dim"))
+
+
+def build(serde: SerializerProtocol, rows: HistoryRows) -> History:
+    """Decode `rows` into one lineage tree per namespace (the root namespace first)."""
+    triggers: dict[tuple[bytes, str, str], Row] = {
+        (bytes(r["ns_key"]), r["channel"], str(r["version"])): r for r in rows.triggers
+    }
+    writes: dict[tuple[bytes, str], list[Row]] = {}
+    for w in rows.writes:
+        writes.setdefault((bytes(w["ns_key"]), w["checkpoint_id"]), []).append(w)
+    by_ns: dict[str, list[lineage.Entry]] = {}
+    for row in rows.checkpoints:
+        entry = _entry(serde, row, triggers, writes.get((bytes(row["ns_key"]), row["checkpoint_id"]), []))
+        by_ns.setdefault(row["checkpoint_ns"], []).append(entry)
+    thread_id = rows.checkpoints[0]["thread_id"] if rows.checkpoints else ""
+    return History(thread_id, [Namespace(ns, entries, lineage.build(entries)) for ns, entries in sorted(by_ns.items())])
+
+
+def _entry(
+    serde: SerializerProtocol, row: Row, triggers: Mapping[tuple[bytes, str, str], Row], writes: Sequence[Row]
+) -> lineage.Entry:
+    body = codec.load(serde, row["type"], row["checkpoint"])
+    versions = codec.channel_versions(row)
+    values: dict[str, Any] = {}
+    for channel, version in versions.items():
+        blob = triggers.get((bytes(row["ns_key"]), channel, str(version)))
+        if blob is not None:
+            values[channel] = codec.load(serde, blob["type"], blob["blob"]) if channel == lineage.TASKS else True
+    sends: Sequence[Any] = values.get(lineage.TASKS) or ()
+    tasks: dict[str, lineage.Task] = {}
+    interrupts: list[Any] = []
+    for w in codec.sorted_writes(writes):
+        task = tasks.setdefault(w["task_id"], lineage.Task(w["task_id"], lineage.task_node(w["task_path"], sends), []))
+        task.channels.append(w["channel"])
+        if w["channel"] == lineage.INTERRUPT:
+            interrupts.extend(getattr(i, "value", i) for i in codec.load(serde, w["type"], w["blob"]) or ())
+    metadata = codec.load_json(row["metadata"]) or {}
+    return lineage.Entry(
+        checkpoint_id=row["checkpoint_id"],
+        parent_id=row["parent_checkpoint_id"],
+        checkpoint_ns=row["checkpoint_ns"],
+        step=metadata.get("step", "?"),
+        source=str(metadata.get("source", "?")),
+        created=datetime.fromtimestamp(row["created_us"] / 1_000_000, tz=timezone.utc),
+        next=lineage.next_nodes(versions, body.get("versions_seen") or {}, values),
+        tasks=list(tasks.values()),
+        interrupts=interrupts,
+    )

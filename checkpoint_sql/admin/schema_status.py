@@ -1,0 +1,55 @@
+"""Where a database's saver schema stands against the bundled migrations
+(`checkpoint-sql migrate --show`, `doctor`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from alembic.script import ScriptDirectory
+from alembic.util import CommandError
+from sqlalchemy.engine import Connection
+
+from checkpoint_sql import migrate
+from checkpoint_sql.migrate import MigrationTarget
+
+
+@dataclass
+class SchemaStatus:
+    current: str | None
+    head: str
+    pending: list[tuple[str, str]]
+    """(revision, title) of each revision the database lacks, oldest first."""
+    known: bool
+    """Whether this package knows the database's revision (False: the database was
+    migrated by a newer checkpoint-sql)."""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "current": self.current,
+            "head": self.head,
+            "up_to_date": self.current == self.head,
+            "known": self.known,
+            "pending": [{"revision": r, "title": t} for r, t in self.pending],
+        }
+
+
+def status(conn: Connection, target: MigrationTarget) -> SchemaStatus:
+    current = migrate.current(conn, target)
+    script = ScriptDirectory.from_config(target.config())
+    known = _exists(script, current)
+    pending = []
+    if known:
+        for revision in script.iterate_revisions(migrate.head(target), current or "base"):
+            title = revision.doc.strip().splitlines()[0] if revision.doc else revision.revision
+            pending.append((revision.revision, title))
+    return SchemaStatus(current, migrate.head(target), list(reversed(pending)), known)
+
+
+def _exists(script: ScriptDirectory, revision: str | None) -> bool:
+    if revision is None:
+        return True
+    try:
+        return script.get_revision(revision) is not None
+    except CommandError:
+        return False

@@ -1,0 +1,146 @@
+"""Work described once and run on the sync or the async engine.
+
+A public method of the saver or of a store validates and serializes its input, then
+describes its transaction as a `Call`: the operation (a function of a sync
+`Connection`), its arguments, the transaction it needs, and what to make of the
+result. `DatabaseClient._run` runs the call on the sync engine and `_arun` on the
+async one, so each method pair is two one-liners around logic written once. Work that
+takes several transactions (retention, one per thread) is a *job*: a generator that
+yields calls and is sent back their results, driven by `drive` or `adrive`.
+
+`DatabaseClient` is also where the saver, the stores and `Storage` decide who disposes
+the engines: whoever built the `Database` from a URL or engines, never a borrower.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Generic, TypeVar
+
+from sqlalchemy.engine import URL, Engine
+from sqlalchemy.ext.asyncio import AsyncEngine
+from typing_extensions import Self
+
+from checkpoint_sql.database import Database
+from checkpoint_sql.engines import EngineOptions
+
+R = TypeVar("R")
+T = TypeVar("T")
+
+Target = str | URL | Engine | AsyncEngine | Database | None
+"""What the saver and the stores are built on: a URL (None: ``$CHECKPOINT_SQL_URL`` or
+the embedded file), an engine, or a `Database` shared with others."""
+
+
+def same(value: T) -> T:
+    return value
+
+
+@dataclass(slots=True)
+class Call(Generic[R, T]):
+    """One transaction of one operation, and what to make of its result."""
+
+    op: Callable[..., R]
+    args: tuple[Any, ...]
+    finish: Callable[[R], T] = same  # type: ignore[assignment]
+    write: bool = False
+    snapshot: bool = False
+    single: bool = False
+    """The operation is one statement: no BEGIN/COMMIT around it."""
+    group: bool = False
+    """It may share a commit with concurrent writes (SQLite group commit)."""
+
+    def on(self, db: Database) -> T:
+        return self.finish(
+            db.run(self.op, *self.args, write=self.write, snapshot=self.snapshot, single=self.single, group=self.group)
+        )
+
+    async def aon(self, db: Database) -> T:
+        result = await db.arun(
+            self.op, *self.args, write=self.write, snapshot=self.snapshot, single=self.single, group=self.group
+        )
+        return self.finish(result)
+
+
+Job = Generator[Call[Any, Any], Any, R]
+"""Work of several transactions: yields each call, is sent its result, returns R."""
+
+Progress = Callable[[int, int], None]
+"""What a job reports after each unit (a thread): (done, total; 0 if unknown)."""
+
+
+def drive(db: Database, job: Job[R]) -> R:
+    """Run `job` to completion on the sync engine and return its result."""
+    try:
+        call = next(job)
+        while True:
+            call = job.send(call.on(db))
+    except StopIteration as done:
+        result: R = done.value
+        return result
+
+
+async def adrive(db: Database, job: Job[R]) -> R:
+    """Run `job` to completion on the async engine and return its result."""
+    try:
+        call = next(job)
+        while True:
+            call = job.send(await call.aon(db))
+    except StopIteration as done:
+        result: R = done.value
+        return result
+
+
+class DatabaseClient:
+    """Base of everything built on a `Database`: the saver, the stores, `Storage`.
+
+    Built from a URL or engines, it owns its `Database` and disposes the engines it
+    created on `close`; given a `Database`, it shares it and leaves it open.
+    """
+
+    db: Database
+    _owns_db: bool
+
+    def _use_database(
+        self, target: Target, *, async_engine: AsyncEngine | None, engine_options: EngineOptions | None
+    ) -> None:
+        self._owns_db = not isinstance(target, Database)
+        self.db = (
+            target
+            if isinstance(target, Database)
+            else Database(target, async_engine=async_engine, options=engine_options)
+        )
+
+    def _run(self, call: Call[Any, T]) -> T:
+        return call.on(self.db)
+
+    async def _arun(self, call: Call[Any, T]) -> T:
+        return await call.aon(self.db)
+
+    def close(self) -> None:
+        """Dispose the engines this object created (engines or a `Database` passed in
+        are left open for their owner)."""
+        if self._owns_db:
+            self.db.close()
+
+    async def aclose(self) -> None:
+        if self._owns_db:
+            await self.db.aclose()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()

@@ -1,0 +1,3 @@
+from checkpoint_sql.migrate import run_environment
+
+run_environment()

@@ -1,0 +1,317 @@
+"""The portable export format: threads out of one database and into another.
+
+An export is a stream of msgpack maps, so it can be written and read a record at a
+time, piped, or compressed by whatever the operator prefers:
+
+* a header ``{"format": "checkpoint-sql-export", "version": 1, "created": ...,
+  "source": <engine>}``;
+* per thread, ``{"kind": "thread", "thread_id": ...}``, then its ``checkpoint``,
+  ``blob`` and ``write`` records (the table rows, namespaces by their text);
+* a trailer ``{"kind": "end", ...counts}``, whose absence means the file was cut
+  short.
+
+Rows are carried as stored: the serialized checkpoint bodies, channel values and
+writes byte for byte (their serializer type tags included), metadata as its JSON
+text, the timestamp as its integer. Keys are not carried: an import recomputes them
+from the ids, so the format does not depend on how a table keys a thread. What
+`get_tuple` returns after the move is therefore exactly what it returned before, on
+any engine, as long as the target saver uses a serializer that reads those type tags
+(the same one, or the same encryption key). A reader refuses a newer major version
+and ignores keys it does not know, so later versions may add fields.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import IO, Any
+
+import msgpack
+import sqlalchemy as sa
+from sqlalchemy import bindparam
+from sqlalchemy.engine import Connection
+
+from checkpoint_sql import codec, dialects
+from checkpoint_sql.bulk import Inserts, ThreadRows, insert_thread
+from checkpoint_sql.calls import Progress
+from checkpoint_sql.errors import InvalidArgumentError, ThreadNotFoundError
+from checkpoint_sql.ids import checkpoint_id_of, key_of, thread_id_of
+from checkpoint_sql.saver import SQLSaver
+from checkpoint_sql.schema import SaverTables
+from checkpoint_sql.statements import SaverStatements
+
+FORMAT = "checkpoint-sql-export"
+VERSION = 1
+
+
+@dataclass
+class Counts:
+    threads: int = 0
+    checkpoints: int = 0
+    blobs: int = 0
+    writes: int = 0
+    skipped: int = 0
+    """Blobs and writes of a namespace without any checkpoint (left by an interrupted
+    put, unreadable through the saver), which an export leaves out."""
+    thread_ids: list[str] = field(default_factory=list)
+
+    def add(self, rows: ThreadRows) -> None:
+        self.threads += 1
+        self.thread_ids.append(rows.thread_id)
+        self.checkpoints += len(rows.checkpoints)
+        self.blobs += len(rows.blobs)
+        self.writes += len(rows.writes)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "threads": self.threads,
+            "checkpoints": self.checkpoints,
+            "blobs": self.blobs,
+            "writes": self.writes,
+            "skipped": self.skipped,
+            "thread_ids": self.thread_ids,
+        }
+
+
+class ExportStatements:
+    """One thread's rows, table by table, without the thread key (an import
+    recomputes it)."""
+
+    def __init__(self, tables: SaverTables) -> None:
+        cp, bl, wr = tables.checkpoints, tables.blobs, tables.writes
+        here: sa.BindParameter[bytes] = bindparam("tkey")
+        self.checkpoints = (
+            sa.select(*(c for c in cp.c if c.name != "thread_key"))
+            .where(cp.c.thread_key == here)
+            .order_by(cp.c.ns_key, cp.c.checkpoint_id)
+        )
+        self.blobs = sa.select(*(c for c in bl.c if c.name != "thread_key")).where(bl.c.thread_key == here)
+        self.writes = sa.select(*(c for c in wr.c if c.name != "thread_key")).where(wr.c.thread_key == here)
+        self.all_threads = sa.select(cp.c.thread_id).distinct().order_by(cp.c.thread_id)
+
+
+# --- export ---------------------------------------------------------------------------
+
+
+def export_threads(
+    saver: SQLSaver, thread_ids: Sequence[str] | None, out: IO[bytes], progress: Progress | None = None
+) -> Counts:
+    """Write `thread_ids` (None: every thread) to `out`, one read transaction per
+    thread. Unknown threads are refused before anything is written."""
+    es = ExportStatements(saver.tables)
+    if thread_ids is None:
+        thread_ids = saver.db.run(lambda conn: list(conn.execute(es.all_threads).scalars()), single=True)
+    else:
+        thread_ids = list(dict.fromkeys(thread_id_of(t) for t in thread_ids))
+        _require(saver, thread_ids)
+    packer = msgpack.Packer(use_bin_type=True)
+    header = {"format": FORMAT, "version": VERSION, "created": datetime.now(timezone.utc).isoformat()}
+    out.write(packer.pack({**header, "source": saver.db.family}))
+    counts = Counts()
+    snapshot = dialects.reads_need_snapshot(saver.db.family)
+    for done, thread_id in enumerate(thread_ids, start=1):
+        rows, skipped = saver.db.run(_read_thread, es, thread_id, snapshot=snapshot)
+        counts.add(rows)
+        counts.skipped += skipped
+        for record in _records(rows):
+            out.write(packer.pack(record))
+        if progress is not None:
+            progress(done, len(thread_ids))
+    out.write(packer.pack({"kind": "end", **{k: v for k, v in counts.to_json().items() if k != "thread_ids"}}))
+    out.flush()
+    return counts
+
+
+def _require(saver: SQLSaver, thread_ids: Sequence[str]) -> None:
+    cp = saver.tables.checkpoints
+    query = sa.select(cp.c.thread_key).where(cp.c.thread_key.in_(bindparam("keys", expanding=True))).distinct()
+    keys = [key_of(t) for t in thread_ids]
+    found = saver.db.run(lambda conn: {bytes(k) for k in conn.execute(query, {"keys": keys}).scalars()}, single=True)
+    missing = [t for t, k in zip(thread_ids, keys, strict=True) if k not in found]
+    if missing:
+        raise ThreadNotFoundError(f"no such thread: {', '.join(repr(t) for t in missing)}")
+
+
+def _read_thread(conn: Connection, es: ExportStatements, thread_id: str) -> tuple[ThreadRows, int]:
+    params = {"tkey": key_of(thread_id)}
+    rows = ThreadRows(thread_id)
+    namespaces: dict[bytes, str] = {}
+    for row in conn.execute(es.checkpoints, params).mappings():
+        namespaces[bytes(row["ns_key"])] = row["checkpoint_ns"]
+        rows.checkpoints.append(dict(row))
+    skipped = 0
+    for table, into in ((es.blobs, rows.blobs), (es.writes, rows.writes)):
+        for row in conn.execute(table.execution_options(yield_per=500), params).mappings():
+            ns = namespaces.get(bytes(row["ns_key"]))
+            if ns is None:
+                skipped += 1
+            else:
+                into.append({**row, "checkpoint_ns": ns})
+    return rows, skipped
+
+
+def _records(rows: ThreadRows) -> Iterator[dict[str, Any]]:
+    yield {"kind": "thread", "thread_id": rows.thread_id}
+    for c in rows.checkpoints:
+        yield {
+            "kind": "checkpoint",
+            "ns": c["checkpoint_ns"],
+            "id": c["checkpoint_id"],
+            "parent": c["parent_checkpoint_id"],
+            "type": c["type"],
+            "checkpoint": bytes(c["checkpoint"]),
+            "metadata": dialects.canonical_json(codec.load_json(c["metadata"])),
+            "versions": codec.load_json(c["versions"]),
+            "run_id": c["run_id"],
+            "created_us": int(c["created_us"]),
+        }
+    for b in rows.blobs:
+        yield {
+            "kind": "blob",
+            "ns": b["checkpoint_ns"],
+            "channel": b["channel"],
+            "version": b["version"],
+            "type": b["type"],
+            "blob": None if b["blob"] is None else bytes(b["blob"]),
+        }
+    for w in rows.writes:
+        yield {
+            "kind": "write",
+            "ns": w["checkpoint_ns"],
+            "checkpoint_id": w["checkpoint_id"],
+            "task_id": w["task_id"],
+            "idx": int(w["idx"]),
+            "channel": w["channel"],
+            "task_path": w["task_path"],
+            "type": w["type"],
+            "blob": None if w["blob"] is None else bytes(w["blob"]),
+        }
+
+
+# --- import ---------------------------------------------------------------------------
+
+
+def import_threads(
+    saver: SQLSaver, source: IO[bytes], *, replace: bool = False, progress: Progress | None = None
+) -> Counts:
+    """Read an export from `source` into `saver`'s tables, a thread per transaction.
+
+    A thread that already exists is refused (`ThreadExistsError`) unless `replace`.
+    Threads before a damaged record or a missing trailer stay imported; the error
+    says where the file went wrong.
+    """
+    records = _Reader(source)
+    inserts = Inserts(SaverStatements(saver.tables, saver.db.family))
+    counts = Counts()
+    for rows in records.threads():
+        saver.db.run(insert_thread, inserts, rows, replace, write=True)
+        counts.add(rows)
+        if progress is not None:
+            progress(counts.threads, 0)
+    return counts
+
+
+class _Reader:
+    """The records of an export, checked as they are read."""
+
+    def __init__(self, source: IO[bytes]) -> None:
+        self._unpacker = msgpack.Unpacker(source, raw=False, strict_map_key=True, max_buffer_size=2**31 - 1)
+        self._position = 0
+        self._seen = {"threads": 0, "checkpoints": 0, "blobs": 0, "writes": 0}
+        header = self._next()
+        if not isinstance(header, Mapping) or header.get("format") != FORMAT:
+            raise InvalidArgumentError("not a checkpoint-sql export (no header)")
+        version = header.get("version")
+        if not isinstance(version, int) or version > VERSION:
+            raise InvalidArgumentError(
+                f"export format version {version!r} is newer than this checkpoint-sql reads ({VERSION}); upgrade it"
+            )
+
+    def _next(self) -> Any:
+        try:
+            record = next(self._unpacker)
+        except StopIteration:
+            raise InvalidArgumentError(
+                f"export file ends after record {self._position} without its trailer: it was cut short"
+            ) from None
+        except (msgpack.UnpackException, ValueError) as exc:
+            raise InvalidArgumentError(f"export file is damaged at record {self._position + 1}: {exc}") from None
+        self._position += 1
+        return record
+
+    def threads(self) -> Iterator[ThreadRows]:
+        current: ThreadRows | None = None
+        while True:
+            record = self._next()
+            kind = record.get("kind") if isinstance(record, Mapping) else None
+            if kind == "end":
+                if current is not None:
+                    yield current
+                self._check_trailer(record)
+                return
+            if kind == "thread":
+                if current is not None:
+                    yield current
+                current = ThreadRows(thread_id_of(self._field(record, "thread_id")))
+                self._seen["threads"] += 1
+            elif current is None or kind not in ("checkpoint", "blob", "write"):
+                raise InvalidArgumentError(f"export file: unexpected record {kind!r} at position {self._position}")
+            else:
+                self._add(current, kind, record)
+                self._seen[kind + "s"] += 1
+
+    def _check_trailer(self, trailer: Mapping[str, Any]) -> None:
+        expected = {k: trailer.get(k) for k in self._seen}
+        if expected != self._seen:
+            raise InvalidArgumentError(f"export file: the trailer counts {expected} but the file holds {self._seen}")
+
+    def _field(self, record: Mapping[str, Any], name: str) -> Any:
+        if name not in record:
+            raise InvalidArgumentError(f"export file: record {self._position} has no {name!r}")
+        return record[name]
+
+    def _add(self, rows: ThreadRows, kind: str, record: Mapping[str, Any]) -> None:
+        f = self._field
+        ns = f(record, "ns")
+        keys = {"thread_key": rows.thread_key, "ns_key": key_of(ns)}
+        if kind == "checkpoint":
+            metadata = f(record, "metadata")
+            rows.checkpoints.append(
+                {
+                    **keys,
+                    "checkpoint_id": checkpoint_id_of(f(record, "id")),
+                    "thread_id": rows.thread_id,
+                    "checkpoint_ns": ns,
+                    "parent_checkpoint_id": checkpoint_id_of(f(record, "parent")),
+                    "type": f(record, "type"),
+                    "checkpoint": f(record, "checkpoint"),
+                    "metadata": metadata,
+                    "versions": dialects.canonical_json(f(record, "versions")),
+                    "run_id": f(record, "run_id"),
+                    "created_us": f(record, "created_us"),
+                }
+            )
+        elif kind == "blob":
+            rows.blobs.append(
+                {
+                    **keys,
+                    "channel": f(record, "channel"),
+                    "version": f(record, "version"),
+                    "type": f(record, "type"),
+                    "blob": f(record, "blob"),
+                }
+            )
+        else:
+            rows.writes.append(
+                {
+                    **keys,
+                    "checkpoint_id": checkpoint_id_of(f(record, "checkpoint_id")),
+                    "task_id": f(record, "task_id"),
+                    "idx": f(record, "idx"),
+                    "channel": f(record, "channel"),
+                    "task_path": f(record, "task_path"),
+                    "type": f(record, "type"),
+                    "blob": f(record, "blob"),
+                }
+            )
