@@ -1,0 +1,80 @@
+"""Sizes of a run: the default, the smoke run (seconds, for CI) and the large additions."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+from benchmarks.graph import AgentShape
+
+
+@dataclass(frozen=True)
+class Settings:
+    name: str
+    warmup: int = 1
+    shape: AgentShape = field(default_factory=AgentShape)
+
+    # 1. agent loop: threads x turns per sample
+    agent_threads: int = 3
+    agent_turns: int = 4
+    agent_reps: int = 10
+
+    # 2. per operation: calls per sample, samples; the conversation the fixtures replay
+    op_calls: int = 20
+    op_reps: int = 15
+    op_turns: int = 3
+
+    # 3. history length: checkpoints in the measured threads; rows in the whole table
+    history_sizes: tuple[int, ...] = (10, 1_000, 10_000)
+    history_table_rows: int = 0
+    """Filler rows of other threads, so the table holds about this many (0: none)."""
+    history_calls: int = 20
+    history_reps: int = 15
+
+    # 4. storage
+    storage_turns: int = 10
+    document_bytes: int = 64_000
+    document_steps: int = 50
+
+    # 5. concurrency
+    concurrent_runs: int = 32
+    concurrent_turns: int = 2
+    pool_size: int = 10
+    concurrency_reps: int = 8
+
+    profile_calls: int = 300
+
+
+DEFAULT = Settings("default")
+
+SMOKE = Settings(
+    "smoke",
+    warmup=0,
+    shape=AgentShape(words=1, payload=50),
+    agent_threads=1,
+    agent_turns=1,
+    agent_reps=1,
+    op_calls=2,
+    op_reps=1,
+    op_turns=1,
+    history_sizes=(10, 100),
+    history_calls=2,
+    history_reps=1,
+    storage_turns=2,
+    document_bytes=4_000,
+    document_steps=3,
+    concurrent_runs=4,
+    concurrent_turns=1,
+    pool_size=2,
+    concurrency_reps=1,
+    profile_calls=5,
+)
+
+
+def large(settings: Settings) -> Settings:
+    """`settings` plus the opt-in sizes: a 100k-checkpoint thread in a ~1M-row table."""
+    return replace(
+        settings,
+        name=f"{settings.name}+large",
+        history_sizes=(*settings.history_sizes, 100_000),
+        history_table_rows=1_000_000,
+    )
