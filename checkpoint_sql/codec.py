@@ -110,9 +110,13 @@ def _strip_nul(value: Any) -> Any:
 
 def metadata_json(config: RunnableConfig, metadata: CheckpointMetadata) -> tuple[str, dict[str, Any]]:
     """The metadata as stored (LangGraph's merge of config metadata) and its JSON text."""
-    document: dict[str, Any] = _strip_nul(dict(get_serializable_checkpoint_metadata(config, metadata)))
+    document: dict[str, Any] = dict(get_serializable_checkpoint_metadata(config, metadata))
     try:
-        return canonical_json(document), document
+        text = canonical_json(document)
+        if "\\u0000" in text:  # rare: strip NUL everywhere, then encode again
+            document = _strip_nul(document)
+            text = canonical_json(document)
+        return text, document
     except (TypeError, ValueError):
         for key, value in document.items():
             try:

@@ -187,7 +187,14 @@ def create_engine_pair(url: URL, options: EngineOptions, *, want_async: bool) ->
             # pool of them rather than SQLAlchemy's one-connection memory default.
             kwargs["poolclass"] = sa.pool.AsyncAdaptedQueuePool if want_async else sa.pool.QueuePool
     else:
-        kwargs.update(pool_size=options.pool_size, max_overflow=options.max_overflow, pool_recycle=options.pool_recycle)
+        # LIFO: a busy pool keeps reusing its warm connections, so they skip the idle
+        # ping; connections left unused age out instead of being rotated through.
+        kwargs.update(
+            pool_size=options.pool_size,
+            max_overflow=options.max_overflow,
+            pool_recycle=options.pool_recycle,
+            pool_use_lifo=True,
+        )
     if backend == "postgresql":
         kwargs["connect_args"] = {"prepare_threshold": options.prepare_threshold}
     elif backend in ("mysql", "mariadb"):

@@ -14,8 +14,10 @@ failing operation is rolled back alone and only its caller sees the error), then
 the lead to the next writer in line. Every caller returns only after the commit that
 holds its operation: each write is exactly as atomic and as durable as on its own,
 and concurrent writers share the fsync. Sync threads and async tasks share one queue
-per database file; an async caller waits on a future, never blocking its event loop.
-Other processes are not part of the queue; they wait through ``busy_timeout``.
+per database file; an async caller waits on a future, never blocking its event loop,
+and leads by running the batch on the sync engine in a worker thread (see
+`Database.arun`). Other processes are not part of the queue; they wait through
+``busy_timeout``.
 """
 
 from __future__ import annotations

@@ -75,12 +75,24 @@ class RowsInsert:
         self.family, self.table, self.role, self.update = family, table, role, update
         self.columns = [c.name for c in table.columns]
         self._statements: dict[int, sa.Insert] = {}
+        self._names: list[list[str]] = []
+        self._renamed: dict[str, RowsInsert] = {}
+
+    def names(self, i: int) -> list[str]:
+        """The bind names of row `i`: ``<role><i>_<column>``."""
+        while len(self._names) <= i:
+            n = len(self._names)
+            self._names.append([f"{self.role}{n}_{c}" for c in self.columns])
+        return self._names[i]
 
     def statement(self, n: int) -> sa.Insert:
-        """The INSERT of `n` rows whose values are bound as ``<role><i>_<column>``."""
+        """The INSERT of `n` rows, bound by `names`."""
         if n not in self._statements:
             rows = [
-                {c: bindparam(f"{self.role}{i}_{c}", type_=self.table.c[c].type) for c in self.columns}
+                {
+                    c: bindparam(name, type_=self.table.c[c].type)
+                    for c, name in zip(self.columns, self.names(i), strict=True)
+                }
                 for i in range(n)
             ]
             if self.update is None:
@@ -92,10 +104,15 @@ class RowsInsert:
 
     def renamed(self, prefix: str) -> RowsInsert:
         """The same INSERT with its bind names prefixed, to chain it beside another."""
-        return RowsInsert(self.family, self.table, prefix + self.role, self.update)
+        if prefix not in self._renamed:
+            self._renamed[prefix] = RowsInsert(self.family, self.table, prefix + self.role, self.update)
+        return self._renamed[prefix]
 
     def params(self, rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-        return {f"{self.role}{i}_{c}": row[c] for i, row in enumerate(rows) for c in self.columns}
+        params: dict[str, Any] = {}
+        for i, row in enumerate(rows):
+            params.update(zip(self.names(i), (row[c] for c in self.columns), strict=True))
+        return params
 
 
 class SaverStatements:

@@ -4,6 +4,7 @@ write stays as atomic and durable as on its own."""
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import threading
 import time
 from collections import Counter
@@ -112,6 +113,36 @@ def test_threads_and_async_tasks_share_one_queue(notes_db: Database) -> None:
     assert len(_values(notes_db)) == 40
 
 
+def test_an_async_write_waiting_for_the_lock_leaves_the_event_loop_free(tmp_path: Path) -> None:
+    """Another process holds SQLite's write lock for half a second; the coroutine
+    waiting to write must not freeze every other coroutine meanwhile."""
+    path = tmp_path / "busy.db"
+
+    async def scenario(saver: SQLSaver) -> int:
+        ticks = 0
+
+        async def tick() -> None:
+            nonlocal ticks
+            while True:
+                await asyncio.sleep(0.01)
+                ticks += 1
+
+        ticker = asyncio.create_task(tick())
+        await saver.aput(config("t"), checkpoint({"a": 1}), {}, {"a": 1})
+        ticker.cancel()
+        return ticks
+
+    with SQLSaver.from_conn_string(f"sqlite:///{path}") as saver:
+        saver.setup()
+        holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        holder.execute("BEGIN IMMEDIATE")
+        threading.Timer(0.5, holder.rollback).start()
+        ticks = asyncio.run(scenario(saver))
+        holder.close()
+        assert saver.get_tuple(config("t")).checkpoint["channel_values"] == {"a": 1}
+    assert ticks >= 20, f"the event loop ran only {ticks} ticks in 0.5 s"
+
+
 def test_a_cancelled_waiting_writer_neither_runs_nor_strands_the_queue(notes_db: Database) -> None:
     async def scenario() -> None:
         doomed = asyncio.create_task(notes_db.arun(_insert, "cancelled", write=True, group=True))
@@ -122,7 +153,6 @@ def test_a_cancelled_waiting_writer_neither_runs_nor_strands_the_queue(notes_db:
         with pytest.raises(asyncio.CancelledError):
             await doomed
 
-    # The slow writer is a thread: an op sleeping on the event loop would stall it.
     slow = threading.Thread(
         target=notes_db.run, args=(_insert, "slow", False, 0.3), kwargs={"write": True, "group": True}
     )

@@ -200,3 +200,12 @@ def test_threads_given_as_ints_are_stored_as_their_text(saver: SQLSaver) -> None
     assert saver.get_tuple(config("42")).checkpoint["channel_values"] == {"a": 1}
     saver.delete_thread(42)
     assert saver.get_tuple(config("42")) is None
+
+
+def test_nul_characters_are_stripped_from_metadata_at_any_depth(saver: SQLSaver) -> None:
+    """PostgreSQL's JSONB cannot hold NUL; LangGraph strips it from top-level metadata
+    strings, and so do we, everywhere in the document, on every engine alike."""
+    stored = saver.put(config("t"), checkpoint(), {"note": "a\x00b", "nested": {"k\x00": ["c\x00d"]}}, {})
+    metadata = saver.get_tuple(stored).metadata
+    assert metadata["note"] == "ab"
+    assert metadata["nested"] == {"k": ["cd"]}
