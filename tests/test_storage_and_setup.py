@@ -195,9 +195,7 @@ def test_sqlite_writers_wait_for_the_lock_instead_of_failing(tmp_path: Any) -> N
 
 def test_an_in_memory_sqlite_database_is_shared_by_the_sync_and_async_sides() -> None:
     async def read(saver: SQLSaver) -> Any:
-        found = await saver.aget_tuple(config("t"))
-        await saver.db.async_engine.dispose()  # its connections belong to this loop
-        return found
+        return await saver.aget_tuple(config("t"))
 
     with SQLSaver.from_conn_string("sqlite://") as saver:
         saver.setup()
