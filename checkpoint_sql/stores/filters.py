@@ -116,40 +116,29 @@ def condition(
 
 
 def _matches(
-    family: dialects.Family, column: sa.ColumnElement[Any], path: JsonPath, expected: Any
+    family: dialects.Family,
+    column: sa.ColumnElement[Any],
+    path: JsonPath,
+    expected: Any,
+    *,
+    partial: bool = True,
 ) -> sa.ColumnElement[bool]:
-    """InMemoryStore's implicit match: partial for objects, element-wise for arrays."""
+    """``partial``: InMemoryStore's implicit match (an object matches when the keys given
+    match, `$` operators apply at any depth; arrays element-wise). Otherwise exact
+    equality of the whole member, as Python's ``==`` on the decoded value."""
     if isinstance(expected, Mapping):
-        if any(k.startswith("$") for k in expected):
+        if partial and any(k.startswith("$") for k in expected):
             return sa.and_(*(_operator(family, column, path, name, operand) for name, operand in expected.items()))
-        return sa.and_(
-            dialects.json_kind_is(family, column, path, "object"),
-            *(_matches(family, column, (*path, key), sub) for key, sub in expected.items()),
-        )
+        conditions = [dialects.json_kind_is(family, column, path, "object")]
+        if not partial:
+            conditions.append(dialects.json_length(family, column, path) == len(expected))
+        conditions += [_matches(family, column, (*path, key), sub, partial=partial) for key, sub in expected.items()]
+        return sa.and_(*conditions)
     if isinstance(expected, (list, tuple)):
         return sa.and_(
             dialects.json_kind_is(family, column, path, "array"),
             dialects.json_length(family, column, path) == len(expected),
-            *(_matches(family, column, (*path, i), sub) for i, sub in enumerate(expected)),
-        )
-    return _scalar_equals(family, column, path, expected)
-
-
-def _equals(
-    family: dialects.Family, column: sa.ColumnElement[Any], path: JsonPath, expected: Any
-) -> sa.ColumnElement[bool]:
-    """Exact equality of the whole member, as Python's ``==`` on the decoded value."""
-    if isinstance(expected, Mapping):
-        return sa.and_(
-            dialects.json_kind_is(family, column, path, "object"),
-            dialects.json_length(family, column, path) == len(expected),
-            *(_equals(family, column, (*path, key), sub) for key, sub in expected.items()),
-        )
-    if isinstance(expected, (list, tuple)):
-        return sa.and_(
-            dialects.json_kind_is(family, column, path, "array"),
-            dialects.json_length(family, column, path) == len(expected),
-            *(_equals(family, column, (*path, i), sub) for i, sub in enumerate(expected)),
+            *(_matches(family, column, (*path, i), sub, partial=partial) for i, sub in enumerate(expected)),
         )
     return _scalar_equals(family, column, path, expected)
 
@@ -166,9 +155,9 @@ def _operator(
     family: dialects.Family, column: sa.ColumnElement[Any], path: JsonPath, name: str, operand: Any
 ) -> sa.ColumnElement[bool]:
     if name == "$eq":
-        return _equals(family, column, path, operand)
+        return _matches(family, column, path, operand, partial=False)
     if name == "$ne":
-        return sa.not_(sa.func.coalesce(_equals(family, column, path, operand), sa.false()))
+        return sa.not_(sa.func.coalesce(_matches(family, column, path, operand, partial=False), sa.false()))
     comparison = OPERATORS[name]
     assert comparison is not None
     return dialects.json_compare(family, column, path, comparison, operand)
