@@ -11,7 +11,7 @@ output (library frames collapsed) and an HTML view are saved under ``<out>/profi
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -34,22 +34,29 @@ OPS = (
 )
 
 
-def _calls(kit: Kit, recorded: Recorded, op: str, n: int) -> Callable[[int], object]:
-    """Call i of `n` calls of `op`, with the fixtures of all of them made now."""
+def _calls(kit: Kit, recorded: Recorded, op: str, n: int, *, api: str = "sync") -> Callable[[int], Any]:
+    """Call i of `n` calls of `op` on the sync API (or, for the `ASYNC_OPS`, a coroutine
+    on the async one), with the fixtures of all of them made now."""
     s = kit.ours
+    method = "a" if api == "async" else ""
+    if api == "async" and op not in ASYNC_OPS:
+        raise ValueError(f"no async profile of {op}")
     put_template = recorded.puts[len(recorded.puts) // 2]
-    conversation = f"prof-conv-{uuid.uuid4().hex[:8]}"
+    conversation = f"prof-{method}conv-{uuid.uuid4().hex[:8]}"
     load(s, recorded, conversation)
     if op == "put":
-        puts = [fresh_put(put_template, f"prof-put-{uuid.uuid4().hex[:8]}") for _ in range(n)]
-        return lambda i: s.put(*puts[i])
+        puts = [fresh_put(put_template, f"prof-{method}put-{uuid.uuid4().hex[:8]}") for _ in range(n)]
+        put = getattr(s, method + "put")
+        return lambda i: put(*puts[i])
     if op == "put_writes":
         _, writes, _, path = recorded.writes[len(recorded.writes) // 2]
         config = thread_config(conversation, checkpoint_ids(recorded)[-1])
         tasks = [str(uuid.uuid4()) for _ in range(n)]
-        return lambda i: s.put_writes(config, writes, tasks[i], path)
+        put_writes = getattr(s, method + "put_writes")
+        return lambda i: put_writes(config, writes, tasks[i], path)
     if op == "get_tuple (latest)":
-        return lambda _: s.get_tuple(thread_config(conversation))
+        get_tuple = getattr(s, method + "get_tuple")
+        return lambda _: get_tuple(thread_config(conversation))
     if op == "list (limit=10)":
         return lambda _: list(s.list(thread_config(conversation), limit=10))
     if op == "list (whole thread)":
@@ -68,25 +75,6 @@ def _calls(kit: Kit, recorded: Recorded, op: str, n: int) -> Callable[[int], obj
 ASYNC_OPS = ("put", "put_writes", "get_tuple (latest)")
 
 
-def _acalls(kit: Kit, recorded: Recorded, op: str, n: int) -> Callable[[int], Awaitable[object]]:
-    """The async twin of `_calls` for the `ASYNC_OPS`."""
-    s = kit.ours
-    put_template = recorded.puts[len(recorded.puts) // 2]
-    conversation = f"prof-aconv-{uuid.uuid4().hex[:8]}"
-    load(s, recorded, conversation)
-    if op == "put":
-        puts = [fresh_put(put_template, f"prof-aput-{uuid.uuid4().hex[:8]}") for _ in range(n)]
-        return lambda i: s.aput(*puts[i])
-    if op == "put_writes":
-        _, writes, _, path = recorded.writes[len(recorded.writes) // 2]
-        config = thread_config(conversation, checkpoint_ids(recorded)[-1])
-        tasks = [str(uuid.uuid4()) for _ in range(n)]
-        return lambda i: s.aput_writes(config, writes, tasks[i], path)
-    if op == "get_tuple (latest)":
-        return lambda _: s.aget_tuple(thread_config(conversation))
-    raise ValueError(op)
-
-
 def _file_name(engine: str, op: str, api: str) -> str:
     name = op.replace(" ", "_").replace("(", "").replace(")", "").replace("=", "")
     return f"{engine}-{name}" + ("-async" if api == "async" else "")
@@ -101,7 +89,7 @@ def run(kits: list[Kit], recorded: Recorded, settings: Settings, out: Path, loop
     n = settings.profile_calls
     for kit in kits:
         for op in ASYNC_OPS:
-            awarm, acall = _acalls(kit, recorded, op, 3), _acalls(kit, recorded, op, n)
+            awarm, acall = _calls(kit, recorded, op, 3, api="async"), _calls(kit, recorded, op, n, api="async")
 
             async def profiled(warm: Any = awarm, call: Any = acall) -> Profiler:
                 for i in range(3):
