@@ -16,6 +16,7 @@ from sqlalchemy.engine import Connection
 from checkpoint_sql import operations
 from checkpoint_sql.errors import ThreadExistsError
 from checkpoint_sql.ids import key_of
+from checkpoint_sql.links import Link
 from checkpoint_sql.prepared import Prepared
 from checkpoint_sql.statements import ROWS_PER_INSERT, RowsInsert, SaverStatements
 
@@ -51,7 +52,7 @@ class Inserts:
             key = (insert.role, len(part))
             if key not in self._prepared:
                 self._prepared[key] = Prepared(insert.statement(len(part)))
-            self._prepared[key].execute(conn, insert.params(part))
+            self._prepared[key].execute(Link.of(conn), insert.params(part))
 
 
 def insert_thread(conn: Connection, inserts: Inserts, rows: ThreadRows, replace: bool) -> None:

@@ -51,15 +51,31 @@ class Call(Generic[R, T]):
     """The operation is one statement: no BEGIN/COMMIT around it."""
     group: bool = False
     """It may share a commit with concurrent writes (SQLite group commit)."""
+    raw: bool = False
+    """The operation takes a DBAPI `Link` (the hot path), not a `Connection`."""
 
     def on(self, db: Database) -> T:
         return self.finish(
-            db.run(self.op, *self.args, write=self.write, snapshot=self.snapshot, single=self.single, group=self.group)
+            db.run(
+                self.op,
+                *self.args,
+                write=self.write,
+                snapshot=self.snapshot,
+                single=self.single,
+                group=self.group,
+                raw=self.raw,
+            )
         )
 
     async def aon(self, db: Database) -> T:
         result = await db.arun(
-            self.op, *self.args, write=self.write, snapshot=self.snapshot, single=self.single, group=self.group
+            self.op,
+            *self.args,
+            write=self.write,
+            snapshot=self.snapshot,
+            single=self.single,
+            group=self.group,
+            raw=self.raw,
         )
         return self.finish(result)
 

@@ -1,10 +1,11 @@
 """One database, reached through a sync and an async engine, running operations.
 
 An *operation* is a plain function ``op(conn, *args)`` taking a sync SQLAlchemy
-`Connection`. `Database.run` calls it on the sync engine; `Database.arun` calls the
-very same function through `AsyncConnection.run_sync` (SQLAlchemy's greenlet bridge),
-so every operation is written once and the async path never touches a thread pool.
-No lock of our own serialises callers: the pool does the sharing.
+`Connection` (or, for the hot path's few, a DBAPI `Link`: see `links.py`).
+`Database.run` calls it on the sync engine; `Database.arun` calls the very same
+function inside SQLAlchemy's greenlet bridge, so every operation is written once and
+the async path never touches a thread pool. No lock of our own serialises callers:
+the pool does the sharing.
 
 Connections run in autocommit, and each call is one transaction: an operation that is
 a single statement runs bare (the statement is its own transaction, and costs no
@@ -25,9 +26,11 @@ from typing import Any, TypeVar
 from sqlalchemy.engine import URL, Connection, Engine
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.util import greenlet_spawn
 
-from checkpoint_sql import dialects, engines, group_commit, prepared
+from checkpoint_sql import dialects, engines, group_commit
 from checkpoint_sql.errors import ConfigurationError, EngineUnreachableError, SchemaNotReadyError
+from checkpoint_sql.links import Link
 
 T = TypeVar("T")
 Target = str | URL | Engine | AsyncEngine | None
@@ -141,6 +144,7 @@ class Database:
         snapshot: bool = False,
         single: bool = False,
         group: bool = False,
+        raw: bool = False,
     ) -> T:
         """Run `op(conn, *args)` as one transaction on the sync engine.
 
@@ -148,12 +152,18 @@ class Database:
         it modifies rows. `snapshot`: it needs one consistent view across statements.
         `group`: on SQLite it may share a commit with concurrent writes of this process
         (see `group_commit`); other writes there still queue, one transaction each.
+        `raw`: it is a hot-path operation taking a DBAPI `Link` instead of a
+        `Connection`; on an engine of ours it runs straight on a pooled DBAPI
+        connection, with no `Connection` built around it.
         """
         mode = _mode(write, snapshot, single)
         if self._writes is not None and mode in ("write", "snapshot"):
-            return self._writes.run(group_commit.Write(op, args, alone=not group), self._commit_batch)  # type: ignore[no-any-return]
+            return self._writes.run(group_commit.Write(op, args, alone=not group, raw=raw), self._commit_batch)  # type: ignore[no-any-return]
+        engine = self.sync_engine
+        if raw and not self._borrowed(engine):
+            return self._on_link(engine, op, args, mode)
         with self._connect() as conn:
-            return self._transaction(conn, op, args, mode)
+            return self._transaction(conn, op, args, mode, raw)
 
     async def arun(
         self,
@@ -163,8 +173,14 @@ class Database:
         snapshot: bool = False,
         single: bool = False,
         group: bool = False,
+        raw: bool = False,
     ) -> T:
         """Run the same `op(conn, *args)` as one transaction on the async engine.
+
+        PostgreSQL and MySQL: the sync function runs inside one SQLAlchemy greenlet
+        (`AsyncConnection.run_sync` for Core operations; for hot ones, the same
+        `_on_link` as `run`, on the async engine's pool), so each of its statements is
+        awaited on the driver's async I/O without a second copy of the operation.
 
         SQLite has no asynchronous I/O: aiosqlite runs every call in a thread of its
         own, one hop there and back (through SQLAlchemy's greenlet adapter) per
@@ -177,11 +193,15 @@ class Database:
         mode = _mode(write, snapshot, single)
         if self._writes is not None:
             if mode in ("write", "snapshot"):
-                return await self._writes.arun(group_commit.Write(op, args, alone=not group), self._acommit_batch)  # type: ignore[no-any-return]
-            return await asyncio.to_thread(self.run, op, *args, snapshot=snapshot, single=single)
+                queued = group_commit.Write(op, args, alone=not group, raw=raw)
+                return await self._writes.arun(queued, self._acommit_batch)  # type: ignore[no-any-return]
+            return await asyncio.to_thread(self.run, op, *args, snapshot=snapshot, single=single, raw=raw)
+        engine = self.async_engine
+        if raw and not self._borrowed(engine.sync_engine):
+            return await greenlet_spawn(self._on_link, engine.sync_engine, op, args, mode)
         conn = await self._aconnect()
         try:
-            return await conn.run_sync(self._transaction, op, args, mode)
+            return await conn.run_sync(self._transaction, op, args, mode, raw)
         finally:
             await conn.close()
 
@@ -200,35 +220,62 @@ class Database:
         return conn
 
     def _commit_batch(self, batch: list[group_commit.Write]) -> None:
+        engine = self.sync_engine
+        if all(write.raw for write in batch) and not self._borrowed(engine):
+            self._on_link(engine, group_commit.run_batch, (batch, None), "write")
+            return
         with self._connect() as conn:
-            self._transaction(conn, group_commit.run_batch, (batch, prepared.run), "write")
+            self._transaction(conn, group_commit.run_batch, (batch, conn), "write", raw=True)
 
     async def _acommit_batch(self, batch: list[group_commit.Write]) -> None:
         await asyncio.to_thread(self._commit_batch, batch)
 
+    def _on_link(self, engine: Engine, op: Callable[..., T], args: tuple[Any, ...], mode: dialects.Mode | None) -> T:
+        """Run a hot operation on a DBAPI connection of `engine`'s pool."""
+        try:
+            link = Link.checkout(engine)
+        except (DBAPIError, engine.dialect.loaded_dbapi.Error) as exc:  # the pool raises the driver's own
+            raise self._unreachable(exc) from exc
+        try:
+            return self._in_transaction(link, link, op, args, mode)
+        finally:
+            link.close()
+
     def _transaction(
-        self, conn: Connection, op: Callable[..., T], args: tuple[Any, ...], mode: dialects.Mode | None
+        self, conn: Connection, op: Callable[..., T], args: tuple[Any, ...], mode: dialects.Mode | None, raw: bool
     ) -> T:
         if self._borrowed(conn.engine):
             conn.execution_options(isolation_level="AUTOCOMMIT")
+        link = Link.of(conn)
+        return self._in_transaction(link, link if raw else conn, op, args, mode)
+
+    def _in_transaction(
+        self,
+        link: Link,
+        target: Link | Connection,
+        op: Callable[..., T],
+        args: tuple[Any, ...],
+        mode: dialects.Mode | None,
+    ) -> T:
+        """`op(target, *args)` in the transaction `mode` asks for, opened and ended on `link`."""
         try:
             if mode is None:
-                return op(conn, *args)
-            for statement in dialects.begin_sql(self.family, mode):
-                prepared.run(conn, statement)
+                return op(target, *args)
+            link.begin(dialects.begin_sql(self.family, mode))
             try:
-                result = op(conn, *args)
+                result = op(target, *args)
             except BaseException:
-                _roll_back(conn)
+                link.rollback()
                 raise
-            prepared.run(conn, "COMMIT")
+            link.commit()
             return result
         except DBAPIError as exc:
             self._translate(exc)
             raise
 
-    def _unreachable(self, exc: DBAPIError) -> EngineUnreachableError:
-        reason = str(exc.orig).strip().splitlines()[0] if exc.orig is not None else type(exc).__name__
+    def _unreachable(self, exc: Exception) -> EngineUnreachableError:
+        cause = exc.orig if isinstance(exc, DBAPIError) else exc
+        reason = str(cause).strip().splitlines()[0] if cause is not None else type(exc).__name__
         return EngineUnreachableError(f"cannot connect to {self.masked_url}: {reason}")
 
     def _translate(self, exc: DBAPIError) -> None:
@@ -279,18 +326,6 @@ def _sqlite_write_queue(url: URL) -> group_commit.GroupCommit:
     key = database if "mode" in url.query else os.path.realpath(database)
     with _SQLITE_QUEUES_GUARD:
         return _SQLITE_QUEUES.setdefault(key, group_commit.GroupCommit())
-
-
-def _roll_back(conn: Connection) -> None:
-    """End a failed transaction. If even ROLLBACK fails (the connection broke, the
-    caller was cancelled mid-statement), discard the connection: returned to the pool
-    half-way through a transaction it would keep its locks (SQLite's write lock)."""
-    if conn.invalidated:
-        return
-    try:
-        prepared.run(conn, "ROLLBACK")
-    except BaseException:
-        conn.invalidate()
 
 
 def _mode(write: bool, snapshot: bool, single: bool) -> dialects.Mode | None:

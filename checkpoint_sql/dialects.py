@@ -273,10 +273,7 @@ def join_by_key(
     """
     if family == "postgresql":
         found = (
-            sa.select(table)
-            .where(*(table.c[c] == keys.c[c] for c in columns))
-            .offset(0)
-            .lateral(f"{table.name}_found")
+            sa.select(table).where(*(table.c[c] == keys.c[c] for c in columns)).offset(0).lateral(f"{table.name}_found")
         )
         return keys.join(found, sa.true()), found
     return keys.join(table, sa.and_(*(table.c[c] == keys.c[c] for c in columns))), table

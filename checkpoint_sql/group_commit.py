@@ -31,6 +31,8 @@ from typing import Any
 
 from sqlalchemy.engine import Connection
 
+from checkpoint_sql.links import Link
+
 
 @dataclass(eq=False)
 class Write:
@@ -40,6 +42,8 @@ class Write:
     args: tuple[Any, ...]
     alone: bool
     """Runs in a transaction of its own (migrations, bulk deletes), not in a group."""
+    raw: bool = False
+    """The operation takes a DBAPI `Link`, not an SQLAlchemy `Connection`."""
     outcome: tuple[bool, Any] | None = None
     lead: bool = False
     _event: threading.Event | None = None
@@ -169,20 +173,30 @@ def _fail(batch: list[Write], exc: BaseException) -> None:
         write.outcome = (False, exc)
 
 
-def run_batch(conn: Connection, batch: list[Write], savepoint: Callable[[Connection, str], Any]) -> None:
+def run_batch(link: Link, batch: list[Write], conn: Connection | None) -> None:
     """Each write in its own savepoint, inside the caller's transaction: an operation
     that raises is rolled back alone, and its exception goes to its own caller. A
-    batch of one needs no savepoint: its error rolls the whole transaction back."""
+    batch of one needs no savepoint: its error rolls the whole transaction back.
+
+    Hot operations run on `link`, the others on `conn`, the SQLAlchemy `Connection`
+    over the same DBAPI connection (None when every write in the batch is raw)."""
     if len(batch) == 1:
         write = batch[0]
-        write.outcome = (True, write.op(conn, *write.args))
+        write.outcome = (True, write.op(_target(write, link, conn), *write.args))
         return
     for i, write in enumerate(batch):
         name = f"cpsql_w{i}"
-        savepoint(conn, f"SAVEPOINT {name}")
+        link.execute(f"SAVEPOINT {name}")
         try:
-            write.outcome = (True, write.op(conn, *write.args))
+            write.outcome = (True, write.op(_target(write, link, conn), *write.args))
         except Exception as exc:
-            savepoint(conn, f"ROLLBACK TO {name}")
+            link.execute(f"ROLLBACK TO {name}")
             write.outcome = (False, exc)
-        savepoint(conn, f"RELEASE {name}")
+        link.execute(f"RELEASE {name}")
+
+
+def _target(write: Write, link: Link, conn: Connection | None) -> Link | Connection:
+    if write.raw:
+        return link
+    assert conn is not None, "a Core operation in a batch run without a Connection"
+    return conn

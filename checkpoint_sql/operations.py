@@ -1,4 +1,5 @@
-"""The saver's operations, each a function of one sync `Connection`.
+"""The saver's operations, each a function of one sync `Connection` (the hot path's
+two, `read` and `write`, of a raw DBAPI `Link`).
 
 `Database.run` and `Database.arun` call these same functions for the sync and the
 async API, inside the transaction the caller asked for (none, for an operation that
@@ -19,6 +20,7 @@ from checkpoint_sql import codec
 from checkpoint_sql.codec import Loaded, Row
 from checkpoint_sql.errors import ThreadExistsError, ThreadNotFoundError
 from checkpoint_sql.ids import Address
+from checkpoint_sql.links import Link
 from checkpoint_sql.prepared import Prepared
 from checkpoint_sql.statements import CHUNK, SaverStatements
 
@@ -37,16 +39,16 @@ def chunks(items: Sequence[T], size: int = CHUNK) -> Iterator[Sequence[T]]:
 # --- the hot path: one statement each where the engine allows ---------------------------
 
 
-def read(conn: Connection, statement: Prepared, params: dict[str, Any]) -> Loaded:
+def read(link: Link, statement: Prepared, params: dict[str, Any]) -> Loaded:
     """Checkpoints with their blobs and writes, in one statement (`get_tuple`, a page
     of `list`)."""
-    return codec.split_union(statement.rows(conn, params))
+    return codec.split_union(statement.rows(link, params))
 
 
-def write(conn: Connection, plan: Sequence[tuple[Prepared, dict[str, Any]]]) -> None:
+def write(link: Link, plan: Sequence[tuple[Prepared, dict[str, Any]]]) -> None:
     """Run the statements of a `SaverStatements.put_plan`."""
     for statement, params in plan:
-        statement.execute(conn, params)
+        statement.execute(link, params)
 
 
 # --- whole threads ---------------------------------------------------------------------
@@ -221,7 +223,7 @@ def delta_history(conn: Connection, st: SaverStatements, address: Address, chann
     here = {"tkey": thread_key, "nkey": ns_key}
     target = address.checkpoint_id
     if target is None:
-        latest = read(conn, st.read_latest, here).checkpoints
+        latest = read(Link.of(conn), st.read_latest, here).checkpoints
         if not latest:
             return DeltaRows({ch: [] for ch in channels}, {})
         target = latest[0]["checkpoint_id"]

@@ -136,7 +136,7 @@ class SQLSaver(BaseCheckpointSaver[str], DatabaseClient):
             statement = self._st.read_latest
         else:
             statement, params["checkpoint_id"] = self._st.read_exact, address.checkpoint_id
-        return Call(operations.read, (statement, params), self._first, single=True)
+        return Call(operations.read, (statement, params), self._first, single=True, raw=True)
 
     def _first(self, loaded: codec.Loaded) -> CheckpointTuple | None:
         tuples = codec.checkpoint_tuples(self.serde, loaded)
@@ -212,7 +212,7 @@ class SQLSaver(BaseCheckpointSaver[str], DatabaseClient):
             )
             return tuples, cursor
 
-        return Call(operations.read, (self._st.list_page(shape), params), finish, single=True)
+        return Call(operations.read, (self._st.list_page(shape), params), finish, single=True, raw=True)
 
     def _list_plan(
         self,
@@ -355,7 +355,7 @@ class SQLSaver(BaseCheckpointSaver[str], DatabaseClient):
         is its own transaction), else one transaction."""
         plan = self._st.put_plan(checkpoint, blobs, list(writes.keep_first.values()), list(writes.overwrite.values()))
         single = len(plan) == 1 and dialects.lone_writes_are_atomic(self.db.family)
-        return Call(operations.write, (plan,), finish, write=True, single=single, group=True)
+        return Call(operations.write, (plan,), finish, write=True, single=single, group=True, raw=True)
 
     # --- deleting and copying ---------------------------------------------------------
 

@@ -1,0 +1,191 @@
+"""Raw DBAPI connections for the hot path, and the statements run on them.
+
+The hot operations (`operations.read`, `operations.write`) run compiled SQL on a
+`Link`: a DBAPI connection checked out for one transaction, with the dialect that
+compiled its statements. Going through a SQLAlchemy `Connection` instead cost more
+than the statements themselves on a local server (its construction, its logical
+transaction, per-statement event dispatch), so `Database` hands the hot operations
+a `Link` straight off the pool (`Link.checkout`), and only when it has to, a `Link`
+onto the connection of an SQLAlchemy `Connection` (`Link.of`, for engines the caller
+lent us, whose isolation SQLAlchemy manages, and for SQLite group-commit batches
+that mix hot and Core operations).
+
+Driver errors are wrapped into SQLAlchemy's exception classes and a connection the
+dialect recognises as dropped is invalidated, exactly as `Connection.execute` does,
+so callers and retry policies see one kind of error whichever path ran.
+
+On MySQL/MariaDB connections opened with multi-statement support, the statements of
+a write transaction are not sent one by one: `Link.begin` starts *buffering*, and
+`commit` sends ``START TRANSACTION; ...; COMMIT`` as one query. A put is one round
+trip instead of four, and still one transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Dialect, Engine
+from sqlalchemy.pool import PoolProxiedConnection
+
+MULTI_STATEMENTS = 1 << 16
+"""The MySQL protocol's CLIENT_MULTI_STATEMENTS capability flag (PyMySQL and asyncmy
+alike): one query may hold several statements separated by semicolons."""
+
+
+class Link:
+    """One DBAPI connection, for the duration of one operation."""
+
+    __slots__ = ("_buffer", "_fairy", "_owner", "dbapi_connection", "dialect", "invalidated")
+
+    def __init__(
+        self,
+        dialect: Dialect,
+        dbapi_connection: Any,
+        *,
+        fairy: PoolProxiedConnection | None = None,
+        owner: Connection | None = None,
+    ) -> None:
+        self.dialect = dialect
+        self.dbapi_connection = dbapi_connection
+        self.invalidated = False
+        self._fairy = fairy
+        self._owner = owner
+        self._buffer: list[tuple[str, Any]] | None = None
+
+    @classmethod
+    def checkout(cls, engine: Engine) -> Link:
+        """A connection of `engine`'s pool, returned by `close`. The pool's own checkout
+        events (the idle ping, recycling) run as for any other checkout."""
+        fairy = engine.raw_connection()
+        return cls(engine.dialect, fairy.dbapi_connection, fairy=fairy)
+
+    @classmethod
+    def of(cls, conn: Connection) -> Link:
+        """The DBAPI connection under an SQLAlchemy `Connection`, which stays its owner."""
+        dbapi_connection = conn.connection.dbapi_connection
+        assert dbapi_connection is not None, "the connection was closed"
+        return cls(conn.dialect, dbapi_connection, owner=conn)
+
+    # --- statements ---------------------------------------------------------------------
+
+    def rows(self, sql: str, params: Any = None) -> list[tuple[Any, ...]]:
+        """Run `sql` and return every row."""
+        self._flush()
+        return self._run(sql, params, fetch=True)
+
+    def execute(self, sql: str, params: Any = None) -> None:
+        """Run `sql`, which returns no rows (buffered inside a batched transaction)."""
+        if self._buffer is not None:
+            self._buffer.append((sql, params))
+        else:
+            self._run(sql, params, fetch=False)
+
+    # --- transactions -------------------------------------------------------------------
+
+    def begin(self, statements: Sequence[str]) -> None:
+        """Open a transaction with `statements` (see `dialects.begin_sql`)."""
+        if self._batches():
+            self._buffer = [(sql, None) for sql in statements]
+            return
+        for sql in statements:
+            self._run(sql, None, fetch=False)
+
+    def commit(self) -> None:
+        if self._buffer is not None:
+            self._buffer.append(("COMMIT", None))
+            self._flush()
+        else:
+            self._run("COMMIT", None, fetch=False)
+
+    def rollback(self) -> None:
+        """End a failed transaction. If even ROLLBACK fails (the connection broke, the
+        caller was cancelled mid-statement), the connection is invalidated: returned to
+        the pool half-way through a transaction it would keep its locks."""
+        if self._buffer is not None:
+            self._buffer = None  # nothing was sent: there is no transaction to end
+            return
+        if self.invalidated:
+            return
+        try:
+            self._run("ROLLBACK", None, fetch=False)
+        except BaseException:
+            self.invalidate(None)
+
+    def _batches(self) -> bool:
+        return bool(getattr(self.dbapi_connection, "client_flag", 0) & MULTI_STATEMENTS)
+
+    def _flush(self) -> None:
+        """Send the buffered statements as one query, then read every result; the
+        first failing statement raises, and what ran before it is rolled back."""
+        buffer, self._buffer = self._buffer, None
+        if not buffer:
+            return
+        sql = ";\n".join(statement for statement, _ in buffer)
+        params = _joined_params([p for _, p in buffer])
+        cursor = self.dbapi_connection.cursor()
+        try:
+            cursor.execute(sql, params)
+            while cursor.nextset():
+                pass
+        except self.dialect.loaded_dbapi.Error as exc:
+            wrapped = self._wrap(exc, sql, params, cursor)
+            if not self.invalidated:
+                self.rollback()
+            raise wrapped from exc
+        finally:
+            if not self.invalidated:
+                cursor.close()
+
+    def _run(self, sql: str, params: Any, *, fetch: bool) -> list[tuple[Any, ...]]:
+        cursor = self.dbapi_connection.cursor()
+        try:
+            if params is None:
+                cursor.execute(sql)
+            else:
+                cursor.execute(sql, params)
+            return [tuple(r) for r in cursor.fetchall()] if fetch else []
+        except self.dialect.loaded_dbapi.Error as exc:
+            raise self._wrap(exc, sql, params, cursor) from exc
+        finally:
+            if not self.invalidated:
+                cursor.close()
+
+    def _wrap(self, exc: Any, sql: str, params: Any, cursor: Any) -> sa.exc.StatementError:
+        invalidated = self.dialect.is_disconnect(exc, self.dbapi_connection, cursor)
+        if invalidated:
+            self.invalidate(exc)
+        return sa.exc.DBAPIError.instance(  # type: ignore[no-any-return]
+            sql, params, exc, self.dialect.loaded_dbapi.Error, connection_invalidated=invalidated, dialect=self.dialect
+        )
+
+    # --- lifetime -----------------------------------------------------------------------
+
+    def invalidate(self, exc: BaseException | None) -> None:
+        """Discard the connection: it is closed, never reused."""
+        self.invalidated = True
+        if self._fairy is not None:
+            self._fairy.invalidate(exc if isinstance(exc, Exception) else None)
+        elif self._owner is not None and not self._owner.invalidated:
+            self._owner.invalidate(exc if isinstance(exc, Exception) else None)
+
+    def close(self) -> None:
+        """Return a checked-out connection to its pool (a discarded one is closed);
+        one borrowed from a `Connection` stays with it."""
+        if self._fairy is not None:
+            self._fairy.close()
+
+
+def _joined_params(groups: Sequence[Any]) -> Any:
+    """The parameters of statements sent as one query: named ones merged (their names
+    are distinct), positional ones concatenated in statement order."""
+    present = [p for p in groups if p is not None]
+    if not present:
+        return None
+    if isinstance(present[0], Mapping):
+        merged: dict[str, Any] = {}
+        for p in present:
+            merged.update(p)
+        return merged
+    return tuple(v for p in present for v in p)
