@@ -74,6 +74,7 @@ class Database:
             self.url = self._check_same_database()
         self.family: dialects.Family = dialects.family_of(engines.backend_of(self.url))
         self._writes = _sqlite_write_queue(self.url) if self.family == "sqlite" else None
+        self._batches = self.family == "mysql"  # our MySQL engines take a transaction as one query
 
     def _check_same_database(self) -> URL:
         urls = [e.url for e in (self._sync, self._async) if e is not None]
@@ -233,7 +234,7 @@ class Database:
     def _on_link(self, engine: Engine, op: Callable[..., T], args: tuple[Any, ...], mode: dialects.Mode | None) -> T:
         """Run a hot operation on a DBAPI connection of `engine`'s pool."""
         try:
-            link = Link.checkout(engine)
+            link = Link.checkout(engine, batch=self._batches)
         except (DBAPIError, engine.dialect.loaded_dbapi.Error) as exc:  # the pool raises the driver's own
             raise self._unreachable(exc) from exc
         try:

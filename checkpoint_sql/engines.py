@@ -41,6 +41,11 @@ _DRIVERS: dict[Backend, tuple[str, str]] = {
     "mariadb": ("pymysql", "asyncmy"),
 }
 _ALIASES = {"postgres": "postgresql"}
+
+MYSQL_CLIENT_FLAGS = 2 | 1 << 16
+"""CLIENT_FOUND_ROWS (what SQLAlchemy itself asks for, so that an UPDATE counts the
+rows it matched) and CLIENT_MULTI_STATEMENTS, which lets a write transaction travel
+as one query (`links.py`). Protocol constants, the same for PyMySQL and asyncmy."""
 _PASSWORD_IN_TEXT = re.compile(r"(://[^:/@]*:)[^@]*@")
 
 
@@ -175,7 +180,8 @@ def create_engine_pair(url: URL, options: EngineOptions, *, want_async: bool) ->
     when an operation has more than one statement, so a single-statement operation
     costs no BEGIN/COMMIT round trips, and the pool has nothing to roll back on return.
     SQLite gets WAL and its `synchronous` level; PostgreSQL the psycopg prepare
-    threshold; MySQL READ COMMITTED sessions (fewer gap locks, fewer deadlocks).
+    threshold; MySQL READ COMMITTED sessions (fewer gap locks, fewer deadlocks) and
+    multi-statement queries.
     """
     sync_url, async_url = driver_pair(url)
     backend = backend_of(url)
@@ -201,6 +207,7 @@ def create_engine_pair(url: URL, options: EngineOptions, *, want_async: bool) ->
         kwargs["connect_args"] = {
             "charset": "utf8mb4",
             "init_command": "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED",
+            "client_flag": MYSQL_CLIENT_FLAGS,
         }
     engine: Engine | AsyncEngine
     if want_async:

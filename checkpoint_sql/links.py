@@ -14,10 +14,12 @@ Driver errors are wrapped into SQLAlchemy's exception classes and a connection t
 dialect recognises as dropped is invalidated, exactly as `Connection.execute` does,
 so callers and retry policies see one kind of error whichever path ran.
 
-On MySQL/MariaDB connections opened with multi-statement support, the statements of
-a write transaction are not sent one by one: `Link.begin` starts *buffering*, and
-`commit` sends ``START TRANSACTION; ...; COMMIT`` as one query. A put is one round
-trip instead of four, and still one transaction.
+On MySQL/MariaDB connections that engines.py opened with multi-statement support
+(`Link.checkout(..., batch=True)`), the statements of a write transaction are not
+sent one by one: `Link.begin` starts *buffering*, and `commit` sends
+``START TRANSACTION; ...; COMMIT`` as one query. A put is one round trip instead of
+four, and still one transaction. Every value in it is escaped by the driver as in
+any other statement.
 """
 
 from __future__ import annotations
@@ -29,15 +31,11 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Dialect, Engine
 from sqlalchemy.pool import PoolProxiedConnection
 
-MULTI_STATEMENTS = 1 << 16
-"""The MySQL protocol's CLIENT_MULTI_STATEMENTS capability flag (PyMySQL and asyncmy
-alike): one query may hold several statements separated by semicolons."""
-
 
 class Link:
     """One DBAPI connection, for the duration of one operation."""
 
-    __slots__ = ("_buffer", "_fairy", "_owner", "dbapi_connection", "dialect", "invalidated")
+    __slots__ = ("_batch", "_buffer", "_fairy", "_owner", "dbapi_connection", "dialect", "invalidated")
 
     def __init__(
         self,
@@ -46,20 +44,23 @@ class Link:
         *,
         fairy: PoolProxiedConnection | None = None,
         owner: Connection | None = None,
+        batch: bool = False,
     ) -> None:
         self.dialect = dialect
         self.dbapi_connection = dbapi_connection
         self.invalidated = False
         self._fairy = fairy
         self._owner = owner
+        self._batch = batch
         self._buffer: list[tuple[str, Any]] | None = None
 
     @classmethod
-    def checkout(cls, engine: Engine) -> Link:
+    def checkout(cls, engine: Engine, *, batch: bool = False) -> Link:
         """A connection of `engine`'s pool, returned by `close`. The pool's own checkout
-        events (the idle ping, recycling) run as for any other checkout."""
+        events (the idle ping, recycling) run as for any other checkout. `batch`: the
+        connection accepts several statements per query (see the module's notes)."""
         fairy = engine.raw_connection()
-        return cls(engine.dialect, fairy.dbapi_connection, fairy=fairy)
+        return cls(engine.dialect, fairy.dbapi_connection, fairy=fairy, batch=batch)
 
     @classmethod
     def of(cls, conn: Connection) -> Link:
@@ -86,7 +87,7 @@ class Link:
 
     def begin(self, statements: Sequence[str]) -> None:
         """Open a transaction with `statements` (see `dialects.begin_sql`)."""
-        if self._batches():
+        if self._batch:
             self._buffer = [(sql, None) for sql in statements]
             return
         for sql in statements:
@@ -113,9 +114,6 @@ class Link:
         except BaseException:
             self.invalidate(None)
 
-    def _batches(self) -> bool:
-        return bool(getattr(self.dbapi_connection, "client_flag", 0) & MULTI_STATEMENTS)
-
     def _flush(self) -> None:
         """Send the buffered statements as one query, then read every result; the
         first failing statement raises, and what ran before it is rolled back."""
@@ -127,8 +125,8 @@ class Link:
         cursor = self.dbapi_connection.cursor()
         try:
             cursor.execute(sql, params)
-            while cursor.nextset():
-                pass
+            for _ in buffer[1:]:  # each statement's result, in order; a failed one raises
+                cursor.nextset()
         except self.dialect.loaded_dbapi.Error as exc:
             wrapped = self._wrap(exc, sql, params, cursor)
             if not self.invalidated:
