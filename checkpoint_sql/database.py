@@ -30,7 +30,7 @@ from sqlalchemy.util import greenlet_spawn
 
 from checkpoint_sql import dialects, engines, group_commit
 from checkpoint_sql.errors import ConfigurationError, EngineUnreachableError, SchemaNotReadyError
-from checkpoint_sql.links import Link
+from checkpoint_sql.links import HeldConnections, Link
 
 T = TypeVar("T")
 Target = str | URL | Engine | AsyncEngine | None
@@ -75,6 +75,7 @@ class Database:
         self.family: dialects.Family = dialects.family_of(engines.backend_of(self.url))
         self._writes = _sqlite_write_queue(self.url) if self.family == "sqlite" else None
         self._batches = self.family == "mysql"  # our MySQL engines take a transaction as one query
+        self._held: HeldConnections | None = None  # our SQLite engine's connections, for the hot path
 
     def _check_same_database(self) -> URL:
         urls = [e.url for e in (self._sync, self._async) if e is not None]
@@ -99,6 +100,8 @@ class Database:
                     engine = engines.create_engine_pair(self.url, self.options, want_async=False)
                     assert isinstance(engine, Engine)
                     self._owned.append(engine)
+                    if self.family == "sqlite":
+                        self._held = HeldConnections(engine)
                     self._sync = engine
         return self._sync
 
@@ -234,7 +237,12 @@ class Database:
     def _on_link(self, engine: Engine, op: Callable[..., T], args: tuple[Any, ...], mode: dialects.Mode | None) -> T:
         """Run a hot operation on a DBAPI connection of `engine`'s pool."""
         try:
-            link = Link.checkout(engine, batch=self._batches)
+            held = self._held
+            link = (
+                held.link()
+                if held is not None and held.engine is engine
+                else Link.checkout(engine, batch=self._batches)
+            )
         except (DBAPIError, engine.dialect.loaded_dbapi.Error) as exc:  # the pool raises the driver's own
             raise self._unreachable(exc) from exc
         try:
@@ -292,6 +300,7 @@ class Database:
 
     def close(self) -> None:
         """Dispose the engines this object created; borrowed ones are left alone."""
+        self._release_held()
         for engine in self._owned:
             if isinstance(engine, Engine):
                 engine.dispose()
@@ -300,12 +309,18 @@ class Database:
         self._forget_owned()
 
     async def aclose(self) -> None:
+        self._release_held()
         for engine in self._owned:
             if isinstance(engine, AsyncEngine):
                 await engine.dispose()
             else:
                 engine.dispose()
         self._forget_owned()
+
+    def _release_held(self) -> None:
+        held, self._held = self._held, None
+        if held is not None:
+            held.close()
 
     def _forget_owned(self) -> None:
         with self._lock:

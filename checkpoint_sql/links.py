@@ -24,12 +24,20 @@ any other statement.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Dialect, Engine
-from sqlalchemy.pool import PoolProxiedConnection
+
+
+class Lease(Protocol):
+    """Who lent a `Link` its DBAPI connection, and takes it back."""
+
+    def close(self) -> None: ...
+
+    def invalidate(self, e: BaseException | None = None) -> None: ...
 
 
 class Link:
@@ -42,7 +50,7 @@ class Link:
         dialect: Dialect,
         dbapi_connection: Any,
         *,
-        fairy: PoolProxiedConnection | None = None,
+        fairy: Lease | None = None,
         owner: Connection | None = None,
         batch: bool = False,
     ) -> None:
@@ -164,7 +172,7 @@ class Link:
         """Discard the connection: it is closed, never reused."""
         self.invalidated = True
         if self._fairy is not None:
-            self._fairy.invalidate(exc if isinstance(exc, Exception) else None)
+            self._fairy.invalidate(exc)
         elif self._owner is not None and not self._owner.invalidated:
             self._owner.invalidate(exc if isinstance(exc, Exception) else None)
 
@@ -187,3 +195,63 @@ def _joined_params(groups: Sequence[Any]) -> Any:
             merged.update(p)
         return merged
     return tuple(v for p in present for v in p)
+
+
+class HeldConnections:
+    """The SQLite connections of one engine of ours, kept open and lent to any thread.
+
+    A file database needs no pool's care (no server to drop an idle connection, no
+    ping, no recycling), and checking a connection out of SQLAlchemy's pool and back
+    costs about as much as a small read. So connections are opened through the engine
+    (its connect event sets WAL and `synchronous`), detached from its pool, and kept
+    here: a lent connection is in nobody else's hands, an idle one waits in a LIFO
+    stack (list append and pop are atomic). At most `keep` idle ones are kept.
+    """
+
+    def __init__(self, engine: Engine, keep: int = 8) -> None:
+        self.engine = engine
+        self._keep = keep
+        self._idle: list[Any] = []
+        self._closed = False
+        self._guard = threading.Lock()
+
+    def link(self) -> Link:
+        try:
+            dbapi_connection = self._idle.pop()
+        except IndexError:
+            fairy = self.engine.raw_connection()
+            dbapi_connection = fairy.dbapi_connection
+            fairy.detach()
+        return Link(self.engine.dialect, dbapi_connection, fairy=_Held(self, dbapi_connection))
+
+    def give_back(self, dbapi_connection: Any) -> None:
+        with self._guard:
+            if not self._closed and len(self._idle) < self._keep:
+                self._idle.append(dbapi_connection)
+                return
+        dbapi_connection.close()
+
+    def close(self) -> None:
+        """Close the idle connections; lent ones are closed when they come back."""
+        with self._guard:
+            self._closed = True
+            idle, self._idle = self._idle, []
+        for dbapi_connection in idle:
+            dbapi_connection.close()
+
+
+class _Held:
+    """The lease of one connection of `HeldConnections`."""
+
+    __slots__ = ("_dbapi_connection", "_owner")
+
+    def __init__(self, owner: HeldConnections, dbapi_connection: Any) -> None:
+        self._owner, self._dbapi_connection = owner, dbapi_connection
+
+    def close(self) -> None:
+        if self._dbapi_connection is not None:
+            self._owner.give_back(self._dbapi_connection)
+
+    def invalidate(self, e: BaseException | None = None) -> None:
+        self._dbapi_connection.close()
+        self._dbapi_connection = None
