@@ -24,6 +24,7 @@ any other statement.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
@@ -205,7 +206,9 @@ class HeldConnections:
     costs about as much as a small read. So connections are opened through the engine
     (its connect event sets WAL and `synchronous`), detached from its pool, and kept
     here: a lent connection is in nobody else's hands, an idle one waits in a LIFO
-    stack (list append and pop are atomic). At most `keep` idle ones are kept.
+    stack (list append and pop are atomic). At most `keep` idle ones are kept. A
+    process forked from this one never uses the parent's connections (SQLite forbids
+    it): it starts with none.
     """
 
     def __init__(self, engine: Engine, keep: int = 8) -> None:
@@ -214,8 +217,11 @@ class HeldConnections:
         self._idle: list[Any] = []
         self._closed = False
         self._guard = threading.Lock()
+        self._pid = os.getpid()
 
     def link(self) -> Link:
+        if os.getpid() != self._pid:
+            self._idle, self._pid = [], os.getpid()
         try:
             dbapi_connection = self._idle.pop()
         except IndexError:
