@@ -36,6 +36,7 @@ from benchmarks import tracing
 from benchmarks.runner import Loop
 from benchmarks.servers import Database, Databases
 from checkpoint_sql import EngineOptions, SQLSaver
+from checkpoint_sql.engines import MYSQL_CLIENT_FLAGS
 
 OFFICIAL_NAMES = {
     "sqlite": ("SqliteSaver", "AsyncSqliteSaver"),
@@ -126,6 +127,7 @@ def _pymysql(db: Database, *, session: bool = False) -> pymysql.Connection[Any]:
             autocommit=True,
             charset="utf8mb4",
             init_command="SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED",
+            client_flag=MYSQL_CLIENT_FLAGS,  # several statements per query, as our write transactions send
         )
     return pymysql.connect(
         host=a.host, port=a.port, user=a.user, password=a.password, database=a.database, autocommit=True

@@ -2,9 +2,12 @@
 
 A *case* is one contender on one measurement (a saver running the agent loop, a saver
 running `put`, ...). Its `sample` callable does any untimed preparation itself and
-returns the seconds of the timed part, per unit of work. Async cases run on the one
-event loop of the run (`Loop`), so that every async saver stays on the loop its
-connections belong to.
+returns the seconds of the timed part, per unit of work: a float (wall time: `timed`,
+`timed_each`, `atimed`), or a `Sample` holding the wall time and the process CPU time of
+the same run (`timed_cpu`, `atimed_cpu`). Whatever a case returns is kept whole, so the
+figures of one run stay together and warm-up rounds drop all of them. Async cases run
+on the one event loop of the run (`Loop`), so that every async saver stays on the loop
+its connections belong to.
 
 Repetition r runs the cases starting at position r (a rotation), so no case is always
 first after a slow neighbour.
@@ -23,11 +26,12 @@ import gc
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 T = TypeVar("T")
+S = TypeVar("S")
 
 
 class Loop:
@@ -49,9 +53,27 @@ between_rounds: list[Callable[[], None]] = []
 
 
 @dataclass
-class Case:
+class Case(Generic[S]):
     key: str
-    sample: Callable[[], float]
+    sample: Callable[[], S]
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One timed run, per unit of work: wall seconds, and the process CPU seconds (user +
+    sys, every thread: `time.process_time`) spent meanwhile. CPU time counts only this
+    process: a database server's own work shows in the wall time alone."""
+
+    wall: float
+    cpu: float
+
+
+def walls(samples: Sequence[Sample]) -> list[float]:
+    return [s.wall for s in samples]
+
+
+def cpus(samples: Sequence[Sample]) -> list[float]:
+    return [s.cpu for s in samples]
 
 
 def timed(fn: Callable[[], Any], units: int = 1) -> float:
@@ -80,12 +102,31 @@ def atimed(loop: Loop, fn: Callable[[], Awaitable[Any]], units: int = 1) -> floa
     return loop.run(measure())
 
 
+def timed_cpu(fn: Callable[[], Any], units: int = 1) -> Sample:
+    """Wall and process CPU seconds per unit of one call of `fn`."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    fn()
+    return Sample((time.perf_counter() - wall) / units, (time.process_time() - cpu) / units)
+
+
+def atimed_cpu(loop: Loop, fn: Callable[[], Awaitable[Any]], units: int = 1) -> Sample:
+    """Wall and process CPU seconds per unit of one awaited call of `fn`, inside the loop."""
+
+    async def measure() -> Sample:
+        wall, cpu = time.perf_counter(), time.process_time()
+        await fn()
+        return Sample((time.perf_counter() - wall) / units, (time.process_time() - cpu) / units)
+
+    return loop.run(measure())
+
+
 def interleave(
-    cases: Sequence[Case], *, reps: int, warmup: int, label: str, quiet: bool = False
-) -> dict[str, list[float]]:
+    cases: Sequence[Case[S]], *, reps: int, warmup: int, label: str, quiet: bool = False
+) -> dict[str, list[S]]:
     """Run `warmup` untimed rounds, then `reps` timed rounds of every case, rotating the
-    starting case each round; returns each case's samples in round order."""
-    samples: dict[str, list[float]] = {c.key: [] for c in cases}
+    starting case each round; returns each case's samples in round order (what the
+    warm-up rounds returned is dropped whole)."""
+    samples: dict[str, list[S]] = {c.key: [] for c in cases}
     rounds = warmup + reps
     with Progress(
         TextColumn("  {task.description}"),

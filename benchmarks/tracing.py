@@ -11,7 +11,8 @@ therefore happens below every saver, at the level each driver offers:
   *round trip* is a switch from sending to receiving, so a pipeline of statements that
   waits once counts once.
 * MySQL/MariaDB (PyMySQL): every command the connection sends (`_execute_command`): one
-  statement and one round trip each.
+  round trip each, and as many statements as the query holds (our write transactions
+  travel as one ``START TRANSACTION; ...; COMMIT`` query).
 
 SQLAlchemy's ``before_cursor_execute`` event is also counted on our engines: how many of
 the statements went through SQLAlchemy's `Connection.execute` rather than the raw cursor.
@@ -136,12 +137,16 @@ class _State:
         self.pg_tracers: list[PgTracer] = []
 
     def statement(self, text: str) -> None:
+        self.query([text])
+
+    def query(self, texts: list[str]) -> None:
+        """One round trip carrying `texts` (one statement each)."""
         window = self.active
         if window is not None:
             with self.lock:
-                window.statements += 1
+                window.statements += len(texts)
                 window.round_trips += 1
-                window.texts.append(text)
+                window.texts.extend(texts)
 
     def captured(self, sql: str, params: Any, many: bool) -> None:
         window = self.active
@@ -317,6 +322,28 @@ class CapturingMyCursor(pymysql.cursors.Cursor):
         return super().executemany(query, rows)
 
 
+def split_statements(query: str) -> list[str]:
+    """The statements of a MySQL query, split at the semicolons outside quotes (PyMySQL
+    inlines every value as an escaped literal: backslash escapes, doubled quotes)."""
+    statements: list[str] = []
+    start, quote, i = 0, "", 0
+    while i < len(query):
+        char = query[i]
+        if quote:
+            if char == "\\" and quote != "`":
+                i += 1
+            elif char == quote:
+                quote = ""
+        elif char in "'\"`":
+            quote = char
+        elif char == ";":
+            statements.append(query[start:i])
+            start = i + 1
+        i += 1
+    statements.append(query[start:])
+    return [s.strip() for s in statements if s.strip()] or [query]
+
+
 def attach_pymysql(conn: pymysql.Connection[Any], *, capture: bool = False) -> None:
     if capture:
         conn.cursorclass = CapturingMyCursor
@@ -324,7 +351,7 @@ def attach_pymysql(conn: pymysql.Connection[Any], *, capture: bool = False) -> N
 
     def counted(command: int, sql: Any) -> Any:
         if command == _COM_QUERY:
-            STATE.statement(sql.decode("utf-8", "replace") if isinstance(sql, bytes) else str(sql))
+            STATE.query(split_statements(sql.decode("utf-8", "replace") if isinstance(sql, bytes) else str(sql)))
         elif command == _COM_PING:
             window = STATE.active
             if window is not None:
@@ -425,6 +452,10 @@ def replay(conn: Any, statements: Sequence[Captured], substitution: Substitution
                 cursor.execute(st.sql, params)
             if cursor.description is not None:
                 fetched += cursor.fetchall()
+            # a multi-statement query (MySQL): read every statement's result, in turn
+            while getattr(cursor, "nextset", None) is not None and cursor.nextset():
+                if cursor.description is not None:
+                    fetched += cursor.fetchall()
         finally:
             cursor.close()
     return fetched

@@ -1,11 +1,13 @@
 """The benchmark suite (``python -m benchmarks``) still runs: its smoke mode, tiny sizes and
 one repetition, on every reachable engine. Timings are never asserted here (they mean
 nothing at these sizes, on a shared machine); only that every workload ran, counted
-statements, and wrote its JSON and chart.
+statements, checked every target of issue 9, and wrote its JSON and chart. A few pure
+pieces of the suite (sampling, statement counting) are checked directly.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import subprocess
 import sys
@@ -17,6 +19,7 @@ from tests.conftest import ENGINES, REQUIRED, _unreachable
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKLOADS = {"agent_loop", "operations", "history", "storage", "concurrency"}
+TARGET_OPS = ("put", "put_writes", "get_tuple (latest)", "get_tuple (by id)", "list (limit=10)", "list (whole thread)")
 
 
 def test_smoke_run_writes_every_workload(tmp_path: Path) -> None:
@@ -66,3 +69,62 @@ def test_smoke_run_writes_every_workload(tmp_path: Path) -> None:
         levels = {row["saver"]: row["synchronous"] for row in data["meta"]["durability"]}
         assert set(levels.values()) == {"FULL"}, levels
     assert all(t["measured"] is None or t["measured"] >= 0 for t in data["targets"])
+    _check_targets(data["targets"], engines)
+
+    agent = data["workloads"]["agent_loop"]
+    for key, contender in agent["contenders"].items():
+        # wall and CPU time of the same runs, warm-up rounds dropped from both
+        assert len(contender["cpu_samples"]) == len(contender["samples"]) == data["meta"]["sizes"]["agent_reps"], key
+        assert all(cpu > 0 for cpu in contender["cpu_samples"]), key
+    assert set(agent["cpu_overhead"]) == {f"{e}/{api}" for e in engines for api in ("sync", "async")}
+
+
+LABELS = {"sqlite": "SQLite", "postgresql": "PostgreSQL", "mysql": "MariaDB"}
+
+
+def _check_targets(targets: list[dict[str, object]], engines: list[str]) -> None:
+    """Exactly the targets of issue 9, on every engine and API they apply to."""
+    by_workload: dict[str, list[str]] = {}
+    for t in targets:
+        by_workload.setdefault(str(t["workload"]), []).append(str(t["what"]))
+    for engine in engines:
+        label = LABELS[engine]
+
+        def mine(workload: str, label: str = label) -> list[str]:
+            return [w for w in by_workload.get(workload, []) if w.startswith(f"{label}, ")]
+
+        assert len(mine("agent loop")) == 2 and len(mine("cost")) == 2, label  # sync and async
+        operations = mine("operations")
+        for op in TARGET_OPS:  # ÷ official (sync and async), ÷ (floor + serde)
+            assert len([w for w in operations if f" API, {op}: SQLSaver ÷ " in w]) == 3, (label, op)
+        assert not [w for w in operations if "delete_thread" in w or "copy_thread" in w]
+        assert len(operations) == 3 * len(TARGET_OPS) + 1  # + commits per put
+        assert len(mine("history")) == 2
+        assert len(mine("concurrency")) == (1 if engine == "sqlite" else 2)
+    assert set(by_workload) <= {"agent loop", "cost", "operations", "history", "concurrency"}
+
+
+def test_interleave_keeps_the_figures_of_one_run_together() -> None:
+    from benchmarks.runner import Case, Sample, cpus, interleave, walls
+
+    serial = itertools.count()
+
+    def sample() -> Sample:
+        n = next(serial)
+        return Sample(wall=float(n), cpu=n + 0.5)
+
+    runs = interleave([Case("a", sample)], reps=3, warmup=2, label="test", quiet=True)
+    assert walls(runs["a"]) == [2.0, 3.0, 4.0]
+    assert cpus(runs["a"]) == [2.5, 3.5, 4.5]
+
+
+def test_a_multi_statement_query_counts_each_statement_once() -> None:
+    pytest.importorskip("psycopg")
+    pytest.importorskip("pymysql")
+    from benchmarks.tracing import commits_of, split_statements
+
+    query = "START TRANSACTION; INSERT INTO t VALUES ('a;b\\';c', _binary'x;y', `odd;name`); COMMIT"
+    statements = split_statements(query)
+    assert statements == ["START TRANSACTION", "INSERT INTO t VALUES ('a;b\\';c', _binary'x;y', `odd;name`)", "COMMIT"]
+    assert commits_of(statements) == 1
+    assert split_statements("SELECT 1") == ["SELECT 1"]

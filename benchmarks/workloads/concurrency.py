@@ -1,10 +1,14 @@
 """5. Concurrency: `concurrent_runs` async graph runs at once (each its own thread, a few
 turns) on one saver, in one event loop.
 
-PostgreSQL is the target: our saver on a pool of `pool_size` connections (no overflow)
-against `AsyncPostgresSaver` on an `AsyncConnectionPool` of the same size. The other
-engines are shown for information (their official async savers hold one connection),
-and `InMemorySaver` is the ceiling of LangGraph itself in this process.
+Our saver runs on a pool of `pool_size` connections (no overflow), against the official
+async saver: `AsyncPostgresSaver` on an `AsyncConnectionPool` of the same size, and the
+SQLite and MariaDB savers on the one connection they hold. `InMemorySaver` is the
+ceiling of LangGraph itself in this process.
+
+Targets (issue 9): our throughput ÷ the official async saver's ≥ 2 on PostgreSQL and
+MariaDB (SQLite's is shown without a target), and ours ÷ InMemorySaver's ≥ 0.5 on every
+engine.
 """
 
 from __future__ import annotations
@@ -24,7 +28,9 @@ from benchmarks.settings import Settings
 from benchmarks.stats import Summary, paired
 from checkpoint_sql import EngineOptions
 
-TARGET = 3.0
+OFFICIAL_LIMIT = 2.0
+OFFICIAL_TARGET_ENGINES = ("postgresql", "mysql")
+MEMORY_LIMIT = 0.5
 
 
 async def _one(graph: Any, thread: str, settings: Settings) -> None:
@@ -55,6 +61,7 @@ def run(kits: list[Kit], settings: Settings, loop: Loop, *, quiet: bool = False)
     cases = [Case("memory", _sampler(InMemorySaver(), "memory", settings, loop))]
     owned = []
     names = {"memory": "InMemorySaver"}
+    official_pools: dict[str, str] = {}
     for kit in kits:
         saver = ours(kit.db, options=pooled)
         owned.append(saver)
@@ -64,8 +71,8 @@ def run(kits: list[Kit], settings: Settings, loop: Loop, *, quiet: bool = False)
             Case(f"official/{kit.engine}", _sampler(kit.official_async, f"official-{kit.engine}", settings, loop))
         )
         names[f"ours/{kit.engine}"] = f"SQLSaver ({kit.label}, pool {settings.pool_size})"
-        official_pool = f", pool {settings.pool_size}" if kit.engine == "postgresql" else ", one connection"
-        names[f"official/{kit.engine}"] = f"{kit.official_async_name} ({kit.label}{official_pool})"
+        official_pools[kit.engine] = f"pool {settings.pool_size}" if kit.engine == "postgresql" else "one connection"
+        names[f"official/{kit.engine}"] = f"{kit.official_async_name} ({kit.label}, {official_pools[kit.engine]})"
     try:
         samples = interleave(
             cases, reps=settings.concurrency_reps, warmup=settings.warmup, label="concurrency", quiet=quiet
@@ -87,6 +94,7 @@ def run(kits: list[Kit], settings: Settings, loop: Loop, *, quiet: bool = False)
         "turns/s",
         "checkpoints/s",
         "ours ÷ official throughput",
+        "ours ÷ InMemorySaver throughput",
     )
     outcome.data = {
         "runs": settings.concurrent_runs,
@@ -95,26 +103,42 @@ def run(kits: list[Kit], settings: Settings, loop: Loop, *, quiet: bool = False)
         "samples": samples,
         "throughput": {k: Summary.of(v).as_dict() for k, v in throughput.items()},
         "ratios": {},
+        "ratios_to_memory": {},
     }
+    what = f"async API, {settings.concurrent_runs} concurrent runs"
+    vs_memory: list[Target] = []
     for case in cases:
         s = Summary.of(samples[case.key])
         tp = Summary.of(throughput[case.key])
-        cell = ""
+        cell = memory_cell = ""
         if case.key.startswith("ours/"):
             engine = case.key.split("/", 1)[1]
+            kit = next(k for k in kits if k.engine == engine)
             r = paired(throughput[case.key], throughput[f"official/{engine}"])
+            m = paired(throughput[case.key], throughput["memory"])
             outcome.data["ratios"][engine] = r.as_dict()
-            cell = ratio_with_spread(r)
-            if engine == "postgresql":
+            outcome.data["ratios_to_memory"][engine] = m.as_dict()
+            cell, memory_cell = ratio_with_spread(r), ratio_with_spread(m)
+            if engine in OFFICIAL_TARGET_ENGINES:
                 outcome.targets.append(
                     Target(
                         "concurrency",
-                        "PostgreSQL throughput ÷ AsyncPostgresSaver's",
+                        f"{kit.label}, {what}: SQLSaver's throughput (pool {settings.pool_size}) "
+                        f"÷ {kit.official_async_name}'s ({official_pools[engine]})",
                         r.median,
-                        TARGET,
+                        OFFICIAL_LIMIT,
                         higher_is_better=True,
                     )
                 )
+            vs_memory.append(
+                Target(
+                    "concurrency",
+                    f"{kit.label}, {what}: SQLSaver's throughput (pool {settings.pool_size}) ÷ InMemorySaver's",
+                    m.median,
+                    MEMORY_LIMIT,
+                    higher_is_better=True,
+                )
+            )
         t.add_row(
             names[case.key],
             f"{s.median:.2f} s",
@@ -122,7 +146,9 @@ def run(kits: list[Kit], settings: Settings, loop: Loop, *, quiet: bool = False)
             f"{tp.median:.1f}",
             f"{tp.median * checkpoints_per_turn(settings.shape):.0f}",
             cell,
+            memory_cell,
         )
+    outcome.targets += vs_memory
     outcome.tables.append(t)
     outcome.notes.append(
         "Throughput ratio: median [p25-p75] of per-sample ratios. One process, one event loop: the ceiling is "

@@ -51,7 +51,7 @@ def run(kits: list[Kit], recorded: Recorded, settings: Settings, loop: Loop, *, 
     genuine = len(recorded.puts)
     root = checkpoint_ids(recorded)[0]
     sizes = [s for s in settings.history_sizes if s >= genuine]
-    cases: list[Case] = []
+    cases: list[Case[float]] = []
     build: dict[str, dict[str, float]] = {}
     counted: dict[str, dict[str, Any]] = {}
     rows: dict[str, dict[str, int]] = {}
@@ -181,7 +181,8 @@ def run(kits: list[Kit], recorded: Recorded, settings: Settings, loop: Loop, *, 
                     outcome.targets.append(
                         Target(
                             "history",
-                            f"{kit.label} {op}: {largest:,} ÷ {smallest:,} checkpoints",
+                            f"{kit.label}, sync API, {op}: SQLSaver's time per call on a thread of "
+                            f"{largest:,} checkpoints ÷ on one of {smallest:,}",
                             growth.median,
                             FLAT_LIMIT,
                             note="" if largest >= 100_000 else "the target is 10 → 100k: run with --large",

@@ -14,6 +14,11 @@ and two floors on a bare driver connection:
 
 Every sample is `op_calls` calls; fixtures (threads to read, delete or copy) are made
 before the timer starts. The data is LangGraph's own: a recorded conversation.
+
+Targets (issue 9), for each of `TARGET_OPS` on every engine: ours ÷ the official saver
+≤ 1.0 on the sync and on the async API, and ours ÷ (replay floor + serde) ≤ 1.2 on the
+sync API (the floor is sync); and one commit per put. delete_thread and copy_thread
+are measured and shown without a target.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
+import math
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -53,7 +59,10 @@ OPS = (
 RAW_OPS = ("raw: 1 upsert/tx", "raw: 1 indexed select")
 READS = ("get_tuple (latest)", "get_tuple (by id)", "list (limit=10)", "list (whole thread)")
 SERDE_OPS = ("put", "put_writes", *READS)
-FLOOR_LIMIT = 1.5
+TARGET_OPS = SERDE_OPS
+"""The operations with targets: ours ÷ official, sync and async; ours ÷ (floor + serde)."""
+OFFICIAL_LIMIT = 1.0
+SERDE_LIMIT = 1.2
 WARM_CALLS = 6
 """Calls before a counted one, so it counts the steady state: past psycopg's prepare
 threshold (5), and on a pool connection that was just used (no idle ping)."""
@@ -414,7 +423,7 @@ def run(kits: list[Kit], recorded: Recorded, settings: Settings, loop: Loop, *, 
     put_template = recorded.puts[len(recorded.puts) // 2]
     writes_template = recorded.writes[len(recorded.writes) // 2]
     outcome = Outcome("operations")
-    cases: list[Case] = []
+    cases: list[Case[float]] = []
     counted: dict[str, dict[str, dict[str, Any]]] = {}
     supported: dict[str, set[str]] = {}
     for kit in kits:
@@ -509,10 +518,10 @@ class _Engine:
             counted[f"raw/{op}"] = c.as_dict()
         return counted
 
-    def cases(self) -> list[Case]:
+    def cases(self) -> list[Case[float]]:
         e, loop, floor, floor_serde = self.kit.engine, self.loop, self.floor, self.floor_serde
         assert floor is not None and floor_serde is not None, "count() first: the floor replays what it captured"
-        found: list[Case] = []
+        found: list[Case[float]] = []
         for op in OPS:
             found += [
                 Case(f"{e}/ours/{op}", partial(self.ours.sample, op)),
@@ -584,6 +593,9 @@ def _report(
             kit.official_async_name,
             "ours ÷ official",
         )
+        sync_official: list[Target] = []
+        async_official: list[Target] = []
+        vs_floor_serde: list[Target] = []
         for op in OPS:
             ours_s, floor_s, serde_s = got(f"ours/{op}"), got(f"floor/{op}"), got(f"floor+serde/{op}")
             off_s = got(f"official/{op}") if op in supported[e] else None
@@ -618,9 +630,23 @@ def _report(
                 "ours_over_floor_serde": vs_serde.as_dict() if vs_serde else None,
                 "ours_over_official": vs_off.as_dict() if vs_off else None,
             }
-            outcome.targets.append(
-                Target("operations", f"{kit.label} {op}: ours ÷ replay floor", vs_floor.median, FLOOR_LIMIT)
-            )
+            if op in TARGET_OPS:
+                sync_official.append(
+                    Target(
+                        "operations",
+                        f"{kit.label}, sync API, {op}: SQLSaver ÷ {kit.official_name} (time per call)",
+                        vs_off.median if vs_off else math.nan,
+                        OFFICIAL_LIMIT,
+                    )
+                )
+                vs_floor_serde.append(
+                    Target(
+                        "operations",
+                        f"{kit.label}, sync API, {op}: SQLSaver ÷ (replay floor + serde) (time per call)",
+                        vs_serde.median if vs_serde else math.nan,
+                        SERDE_LIMIT,
+                    )
+                )
             ours_a, off_a = got(f"ours-async/{op}"), got(f"official-async/{op}") if op in supported[e] else None
             assert ours_a is not None
             avs = paired(ours_a, off_a) if off_a else None
@@ -631,15 +657,31 @@ def _report(
                 ratio_with_spread(avs) if avs else "n/a",
             )
             engine_data["ratios"][op]["async_ours_over_official"] = avs.as_dict() if avs else None
+            if op in TARGET_OPS:
+                async_official.append(
+                    Target(
+                        "operations",
+                        f"{kit.label}, async API, {op}: SQLSaver ÷ {kit.official_async_name} (time per call)",
+                        avs.median if avs else math.nan,
+                        OFFICIAL_LIMIT,
+                    )
+                )
         for op in RAW_OPS:
             raw_s = got(f"raw/{op}")
             assert raw_s is not None
             c_raw = counted[e][f"raw/{op}"]
             tc.add_row(op, "", "", count(c_raw["statements"]), "", "", count(c_raw["round_trips"]), "", "")
             t.add_row(op, "", "", _timing(Summary.of(raw_s)), "", "", "", "")
-        put_commits = counted[e].get("ours/put", {}).get("commits", float("nan"))
+        put_commits = counted[e].get("ours/put", {}).get("commits", math.nan)
+        outcome.targets += [*sync_official, *async_official, *vs_floor_serde]
         outcome.targets.append(
-            Target("operations", f"{kit.label} put: commits per put", float(put_commits), 1.0, unit="")
+            Target(
+                "operations",
+                f"{kit.label}, sync API, put: SQLSaver's commits per put",
+                float(put_commits),
+                1.0,
+                unit="",
+            )
         )
         outcome.tables += [tc, t, ta]
         data["engines"][e] = engine_data
@@ -650,5 +692,6 @@ def _report(
         "the same plus the serializer work any saver does (dump the written values, load the values read). "
         "Ratios: median "
         "[p25-p75] of per-sample paired ratios. n/a: the official saver does not implement copy_thread. "
+        "delete_thread and copy_thread have no target. "
         "list (limit=10) is called as LangGraph does (root namespace); list (whole thread) without a namespace."
     )
