@@ -152,7 +152,7 @@ class Link:
                 cursor.execute(sql)
             else:
                 cursor.execute(sql, params)
-            return [tuple(r) for r in cursor.fetchall()] if fetch else []
+            return list(cursor.fetchall()) if fetch else []  # every driver of ours returns tuples
         except self.dialect.loaded_dbapi.Error as exc:
             raise self._wrap(exc, sql, params, cursor) from exc
         finally:
