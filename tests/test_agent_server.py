@@ -14,6 +14,7 @@ import contextlib
 import importlib.util
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -40,12 +41,17 @@ OFFLINE = {
     "LANGCHAIN_TRACING_V2": "false",
 }
 GRAPH = "from tests.graphs import agent_graph\n\ngraph = agent_graph(approval=True).compile()\n"
-LANGGRAPH_JSON = {
-    "dependencies": ["."],
-    "graphs": {"agent": "./graph.py:graph"},
-    "checkpointer": {"path": "checkpoint_sql.server.checkpointer"},
-    "store": {"path": "checkpoint_sql.server.store"},
-}
+
+
+def readme_langgraph_json() -> str:
+    """The README's ``langgraph.json`` (its JSON block naming a checkpointer): the
+    test deploys exactly what the documentation tells users to write."""
+    blocks = re.findall(r"```json\n(.*?)```", (ROOT / "README.md").read_text(), flags=re.DOTALL)
+    documented = [b for b in blocks if '"checkpointer"' in b]
+    assert len(documented) == 1, "the README shows one langgraph.json"
+    return documented[0]
+
+
 QUESTION = {"messages": [{"type": "human", "content": "red green", "id": "human-0"}], "tool_calls": 0}
 
 
@@ -108,7 +114,9 @@ def project(tmp_path: Path) -> Path:
     folder = tmp_path / "project"
     folder.mkdir()
     (folder / "graph.py").write_text(GRAPH)
-    (folder / "langgraph.json").write_text(json.dumps(LANGGRAPH_JSON))
+    config = readme_langgraph_json()
+    assert json.loads(config)["graphs"] == {"agent": "./graph.py:graph"}
+    (folder / "langgraph.json").write_text(config)
     return folder
 
 
