@@ -19,7 +19,6 @@ from __future__ import annotations
 import os
 import socket
 import uuid
-from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -98,13 +97,6 @@ class Lease:
 
     async def arelease(self, hold_for: float = 0.0) -> bool:
         return await self._release(hold_for).aon(self.db)
-
-
-def holders(conn: Connection, table: sa.Table) -> list[dict[str, Any]]:
-    """Every lease row, with whether it is held now (by the server's clock)."""
-    now = sa.select(dialects.server_now_us(dialects.family_of(conn.dialect.name))).scalar_subquery()
-    rows = conn.execute(sa.select(table, (table.c.expires_us > now).label("held")).order_by(table.c.name)).mappings()
-    return [dict(r) for r in rows]
 
 
 def _us(seconds: float) -> int:
