@@ -30,6 +30,7 @@ import pytest
 from checkpoint_sql import ConfigurationError, RetryingSaver, SQLSaver, SQLStore, server
 from tests.conftest import REQUIRED, fresh_database, require
 from tests.helpers import put_chain
+from tests.lineages import LOG
 
 ROOT = Path(__file__).resolve().parent.parent
 CLI = Path(sys.executable).with_name("langgraph")
@@ -40,7 +41,11 @@ OFFLINE = {
     "LANGSMITH_TRACING": "false",
     "LANGCHAIN_TRACING_V2": "false",
 }
-GRAPH = "from tests.graphs import agent_graph\n\ngraph = agent_graph(approval=True).compile()\n"
+GRAPH = (
+    "from tests.graphs import agent_graph, log_graph\n\n"
+    "graph = agent_graph(approval=True).compile()\n"
+    "log = log_graph().compile()  # a DeltaChannel: state is rebuilt with get_delta_channel_history\n"
+)
 
 
 def readme_langgraph_json() -> str:
@@ -114,9 +119,10 @@ def project(tmp_path: Path) -> Path:
     folder = tmp_path / "project"
     folder.mkdir()
     (folder / "graph.py").write_text(GRAPH)
-    config = readme_langgraph_json()
-    assert json.loads(config)["graphs"] == {"agent": "./graph.py:graph"}
-    (folder / "langgraph.json").write_text(config)
+    config = json.loads(readme_langgraph_json())
+    assert config["graphs"] == {"agent": "./graph.py:graph"}
+    config["graphs"]["log"] = "./graph.py:log"
+    (folder / "langgraph.json").write_text(json.dumps(config))
     return folder
 
 
@@ -212,6 +218,9 @@ async def test_langgraph_dev_runs_on_our_tables_and_resumes_after_a_restart(
                 as_node="agent",
                 checkpoint_id=fork_point,
             )
+            logged = (await client.threads.create())["thread_id"]
+            await client.runs.wait(logged, "log", input={"log": [], "count": len(LOG)})
+            assert (await client.threads.get_state(logged))["values"]["log"] == LOG
             scratch = (await client.threads.create())["thread_id"]
             await client.runs.wait(scratch, "agent", input=QUESTION)
             await client.store.put_item(["memories", "ann"], "tea", {"text": "prefers green tea"})
@@ -247,6 +256,7 @@ async def test_langgraph_dev_runs_on_our_tables_and_resumes_after_a_restart(
             done = await client.runs.wait(thread, "agent", command={"resume": "yes"})
             assert done["messages"][-1]["content"] == "answer: RED, GREEN"
             assert (await client.store.get_item(["memories", "ann"], "tea"))["value"] == {"text": "prefers green tea"}
+            assert (await client.threads.get_state(logged))["values"]["log"] == LOG, "rebuilt from our tables"
 
         with SQLSaver(url) as saver:
             latest = saver.get_tuple(thread_config(thread))
