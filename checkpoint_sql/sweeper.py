@@ -61,6 +61,8 @@ class RetentionSweeper:
     `SQLSaver.retain`; `on_report` is called with each sweep's `RetentionReport`.
     `lease_ttl` (seconds) bounds how long a crashed sweeper keeps the others waiting;
     `holder` names this sweeper in the lease row (default: host, pid, random).
+    Sweepers take turns per `lease_name`: give sweepers with different policies
+    (a nightly deep trim beside the hourly one) names of their own.
     """
 
     def __init__(
@@ -76,6 +78,7 @@ class RetentionSweeper:
         veto: Veto | None = None,
         lease_ttl: float = DEFAULT_LEASE_TTL,
         holder: str | None = None,
+        lease_name: str = LEASE_NAME,
     ) -> None:
         self.interval = every.total_seconds() if isinstance(every, timedelta) else float(every)
         if self.interval <= 0:
@@ -85,7 +88,7 @@ class RetentionSweeper:
         self.threads = threads
         self.on_report = on_report
         self.override, self.veto = override, veto
-        self.lease = Lease(saver.db, saver.tables.leases, LEASE_NAME, ttl=lease_ttl, holder=holder)
+        self.lease = Lease(saver.db, saver.tables.leases, lease_name, ttl=lease_ttl, holder=holder)
         self.sweeps = 0
         self.skipped = 0
         """Sweeps not run because another process held the lease."""

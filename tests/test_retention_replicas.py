@@ -78,6 +78,8 @@ def test_a_sweeper_skips_while_another_process_holds_the_lease(saver: SQLSaver) 
     assert wait_until(lambda: sweeper.sweep() is not None), "the crashed holder's lease expired"
     assert sweeper.last_report is not None and sweeper.last_report.checkpoints_deleted > 0
     assert not other.acquire(), "a finished sweep holds the lease for one interval"
+    nightly = RetentionSweeper(saver, every=60, keep_last=1, lease_name="retention-nightly")
+    assert nightly.sweep() is not None, "a sweep of another kind has a lease of its own"
 
 
 def per_thread(saver: SQLSaver) -> dict[str, int]:
