@@ -40,6 +40,10 @@ OFFLINE = {
     "LANGGRAPH_NO_VERSION_CHECK": "1",
     "LANGSMITH_TRACING": "false",
     "LANGCHAIN_TRACING_V2": "false",
+    # Anything else the server might reach for goes to a closed port: it must not need it.
+    "HTTP_PROXY": "http://127.0.0.1:9",
+    "HTTPS_PROXY": "http://127.0.0.1:9",
+    "NO_PROXY": "127.0.0.1,localhost",
 }
 GRAPH = (
     "from tests.graphs import agent_graph, log_graph\n\n"
