@@ -289,7 +289,7 @@ def job(
             limits = (chosen.keep_last, _us(chosen.cutoff(clock)))
             approved: set[str] | None = None
             if veto is not None:
-                planned = yield Call(_retain_thread, (st, rs, thread_key, *limits, True, None), snapshot=True)
+                planned = yield Call(_retain_thread, (st, rs, thread_key, *limits, True, None))  # a dry run
                 if planned and veto(planned[0].thread_id, planned):
                     report.vetoed.append(planned[0].thread_id)
                     planned = []
