@@ -23,7 +23,8 @@ from checkpoint_sql.errors import (
     ThreadNotFoundError,
     UnknownCheckpointError,
 )
-from checkpoint_sql.retention import RetentionPolicy, RetentionReport
+from checkpoint_sql.leases import Lease
+from checkpoint_sql.retention import EXEMPT, NamespaceOutcome, RetentionPolicy, RetentionReport
 from checkpoint_sql.retry import RetryPolicy
 from checkpoint_sql.retrying_saver import RetryingSaver
 from checkpoint_sql.saver import SQLSaver
@@ -44,6 +45,7 @@ from checkpoint_sql.sweeper import RetentionSweeper
 from checkpoint_sql.transient import is_transient
 
 __all__ = [
+    "EXEMPT",
     "URL_ENV_VAR",
     "CheckpointSQLError",
     "ConfigurationError",
@@ -54,8 +56,10 @@ __all__ = [
     "InvalidConfigError",
     "InvalidFilterError",
     "InvalidNamespaceError",
+    "Lease",
     "MemoryEntry",
     "MemoryNotFoundError",
+    "NamespaceOutcome",
     "PurgeResult",
     "ReadOnlyError",
     "RetentionPolicy",

@@ -2,9 +2,10 @@
 
 argparse, because the command is a flat set of subcommands with a few options each,
 and the standard library keeps the install small. Every subcommand takes ``--url``
-(default: ``$CHECKPOINT_SQL_URL``, else the embedded SQLite file) and, except
-``demo``, ``--json``. A failure is one line on stderr and a non-zero exit: 1 for a
-refused or failed operation, 2 for a malformed command line.
+(default: ``$CHECKPOINT_SQL_URL``, else the embedded SQLite file), ``--table-prefix``
+and, except ``demo``, ``--json``, before or after the subcommand's name. A failure is
+one line on stderr and a non-zero exit: 1 for a refused or failed operation, 2 for a
+malformed command line.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from rich.text import Text
 from sqlalchemy.exc import SQLAlchemyError
 
 from checkpoint_sql import dialects, engines, migrate, transfer
-from checkpoint_sql.admin import checkpoints, doctor, history, prune, schema_status, threads
+from checkpoint_sql.admin import checkpoints, doctor, history, prune, schema_status, thread_stats, threads
 from checkpoint_sql.admin.output import Declined, Output
 from checkpoint_sql.database import Database
 from checkpoint_sql.engines import URL_ENV_VAR, default_sqlite_path
@@ -72,16 +73,34 @@ def _key_value(text: str) -> tuple[str, Any]:
         return key, raw
 
 
+def _global_options(parser: argparse.ArgumentParser, *, json_option: bool, defaults: bool) -> None:
+    """The options every subcommand takes. They are accepted before the subcommand
+    (``checkpoint-sql --url URL import FILE``, as git, psql and alembic users type
+    them) and after it. The copy after it has no defaults (SUPPRESS), so a value given
+    before the subcommand is not overwritten by the subcommand's default."""
+    default = (lambda value: value) if defaults else (lambda _: argparse.SUPPRESS)
+    parser.add_argument(
+        "--url",
+        default=default(None),
+        help=f"database URL (default: ${URL_ENV_VAR}, else sqlite:///{default_sqlite_path()})",
+    )
+    parser.add_argument(
+        "--table-prefix", default=default(DEFAULT_PREFIX), help=f"prefix of the saver's tables ({DEFAULT_PREFIX})"
+    )
+    if json_option:
+        parser.add_argument(
+            "--json", action="store_true", default=default(False), help="print JSON for scripts instead of tables"
+        )
+
+
 def _parser() -> argparse.ArgumentParser:
     connection = _Parser(add_help=False)
-    connection.add_argument(
-        "--url", help=f"database URL (default: ${URL_ENV_VAR}, else sqlite:///{default_sqlite_path()})"
-    )
-    connection.add_argument("--table-prefix", default=DEFAULT_PREFIX, help="prefix of the saver's tables (%(default)s)")
-    listing = _Parser(add_help=False, parents=[connection])
-    listing.add_argument("--json", action="store_true", help="print JSON for scripts instead of tables")
+    _global_options(connection, json_option=False, defaults=False)
+    listing = _Parser(add_help=False)
+    _global_options(listing, json_option=True, defaults=False)
 
     parser = _Parser(prog="checkpoint-sql", description="LangGraph checkpoints in SQLite, PostgreSQL or MySQL/MariaDB.")
+    _global_options(parser, json_option=True, defaults=True)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def command(name: str, help: str, parents: list[_Parser] | None = None) -> argparse.ArgumentParser:
@@ -144,7 +163,8 @@ def _parser() -> argparse.ArgumentParser:
     official.add_argument("--thread", action="append", dest="threads", metavar="THREAD", help="only this thread")
     official.add_argument("--replace", action="store_true", help="overwrite threads already imported")
 
-    command("stats", "counts, sizes and time span of the saver's tables")
+    figures = command("stats", "counts, sizes and time span of the saver's tables, or where one thread's bytes are")
+    figures.add_argument("thread", nargs="?", help="report this thread's storage: bytes per channel and pending writes")
     upgrade = command("migrate", "create or upgrade the saver's tables")
     upgrade.add_argument("--show", action="store_true", help="only show the schema version and pending revisions")
     command("doctor", "check the connection, versions, settings and schema, with advice")
@@ -347,6 +367,14 @@ def _import_langgraph(args: argparse.Namespace, out: Output) -> int:
 
 def _stats(args: argparse.Namespace, out: Output) -> int:
     with _saver(args) as saver:
+        if args.thread is not None:
+            _thread(saver, args.thread)
+            thread_id = thread_id_of(args.thread)
+            storage = saver.db.run(
+                thread_stats.measure, saver.tables, saver.db.family, thread_id, snapshot=_snapshot(saver)
+            )
+            out.emit(storage.to_json(), storage.render)
+            return 0
         figures = saver.db.run(
             threads.stats, saver.tables, saver.db.family, saver.db.masked_url, snapshot=_snapshot(saver)
         )
@@ -418,8 +446,11 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, Output], int]] = {
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    out = Output(getattr(args, "json", False))
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command == "demo" and args.json:
+        parser.error("demo prints a walk-through, not JSON: drop --json")
+    out = Output(args.json)
     try:
         return COMMANDS[args.command](args, out)
     except SchemaNotReadyError:

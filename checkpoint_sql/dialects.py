@@ -723,3 +723,19 @@ def reads_need_snapshot(family: Family) -> bool:
     a SQLite read transaction already is a snapshot, and its snapshot mode would take
     the write lock, stalling every writer for the length of the read."""
     return family != "sqlite"
+
+
+def server_now_us(family: Family) -> sa.ColumnElement[int]:
+    """The database's clock in microseconds since the Unix epoch, UTC, as SQL.
+
+    Leases (`checkpoint_sql.leases`) compare expiry times written by processes on
+    several hosts; reading one clock, the server's, keeps a host whose clock is off
+    from taking a lease early. SQLite's clock is the host's, the only one there is.
+    """
+    if family == "postgresql":
+        seconds: sa.ColumnElement[Any] = sa.func.extract("epoch", sa.func.clock_timestamp())
+    elif family == "mysql":
+        seconds = sa.func.unix_timestamp(sa.func.now(6))
+    else:
+        seconds = (sa.func.julianday("now") - 2440587.5) * 86400.0
+    return sa.cast(seconds * 1_000_000, sa.BigInteger)

@@ -9,6 +9,15 @@ a month. Whatever the policy, a kept checkpoint keeps the ancestors its
 `DeltaChannel` values are rebuilt from (back to the nearest stored snapshot), even
 when they are old: deleting them would silently empty those channels.
 
+Per thread, an `Override` callback may choose another policy, or exempt the thread,
+from the metadata of its latest checkpoint (``{"plan": "enterprise"}`` keeps a
+year, ``{"pinned": True}`` keeps everything), and a `Veto` callback sees what would
+be deleted from a thread before it is, and may refuse. Both run between
+transactions, never inside one, so a slow callback holds no lock; the deleting
+transaction then re-reads the thread and deletes only what was both approved and is
+still beyond the policy. With an override every thread is visited, since any of
+them may have a policy of its own.
+
 Deleting goes through `operations._forget`, the saver's own rule: a deleted
 checkpoint takes its pending writes with it, the blobs no survivor points at are
 garbage-collected, and survivors whose parent went become roots. Each thread is one
@@ -18,10 +27,10 @@ transaction (a `calls.Job`), so a sweep over a large database never holds locks 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import Any, Final
 
 import sqlalchemy as sa
 from sqlalchemy import bindparam
@@ -93,6 +102,27 @@ class RetentionPolicy:
         }
 
 
+class Exempt:
+    """The type of `EXEMPT`."""
+
+    def __repr__(self) -> str:
+        return "EXEMPT"
+
+
+EXEMPT: Final = Exempt()
+"""What an `Override` returns for a thread retention must leave alone."""
+
+Override = Callable[[str, Mapping[str, Any]], "RetentionPolicy | Exempt | None"]
+"""``override(thread_id, latest_metadata)``: the thread's own policy, `EXEMPT`, or
+None for the sweep's policy. `latest_metadata` is the metadata of the thread's
+latest checkpoint (of the root graph, when it has one)."""
+
+Veto = Callable[[str, "Sequence[NamespaceOutcome]"], bool]
+"""``veto(thread_id, planned)``: called before a thread's checkpoints are deleted,
+with what would go per namespace (`NamespaceOutcome.deleted_ids`); True keeps the
+thread untouched this time."""
+
+
 @dataclass
 class NamespaceOutcome:
     """What retention did (or, in a dry run, would do) to one namespace of a thread."""
@@ -133,6 +163,12 @@ class RetentionReport:
     cutoff: datetime | None
     threads_examined: int = 0
     namespaces: list[NamespaceOutcome] = field(default_factory=list)
+    exempt: list[str] = field(default_factory=list)
+    """Threads an override exempted."""
+    vetoed: list[str] = field(default_factory=list)
+    """Threads the veto hook kept."""
+    overridden: list[str] = field(default_factory=list)
+    """Threads swept by a policy of their own."""
 
     @property
     def checkpoints_deleted(self) -> int:
@@ -163,6 +199,9 @@ class RetentionReport:
                 "bytes_freed": sum(n.bytes for n in self.namespaces),
             },
             "namespaces": [n.to_json() for n in self.namespaces],
+            "exempt": self.exempt,
+            "vetoed": self.vetoed,
+            "overridden": self.overridden,
         }
 
 
@@ -191,6 +230,14 @@ class RetentionStatements:
             cp.c.versions,
             sa.func.length(cp.c.checkpoint).label("size"),
         ).where(cp.c.thread_key == bindparam("tkey"))
+        self.every_thread = sa.select(cp.c.thread_key).distinct()
+        root = sa.case((cp.c.ns_key == key_of(""), 1), else_=0)
+        self.latest_metadata = (
+            sa.select(cp.c.thread_id, cp.c.metadata)
+            .where(cp.c.thread_key == bindparam("tkey"))
+            .order_by(root.desc(), cp.c.checkpoint_id.desc())
+            .limit(1)
+        )
         self.write_sizes = (
             sa.select(wr.c.checkpoint_id, sa.func.count(), sa.func.coalesce(sa.func.sum(sa.func.length(wr.c.blob)), 0))
             .where(
@@ -213,29 +260,65 @@ def job(
     dry_run: bool = False,
     progress: Progress | None = None,
     now: datetime | None = None,
+    override: Override | None = None,
+    veto: Veto | None = None,
 ) -> Job[RetentionReport]:
     """Apply `policy` to `threads` (None: every thread that may have something to
-    delete), one transaction per thread; in a dry run, only report."""
+    delete), one transaction per thread; in a dry run, only report. `override` and
+    `veto` are called between transactions (see the module docstring)."""
     rs = RetentionStatements(st.tables)
-    cutoff = policy.cutoff(now or datetime.now(timezone.utc))
-    cutoff_us = None if cutoff is None else int(cutoff.timestamp() * 1_000_000)
+    clock = now or datetime.now(timezone.utc)
+    cutoff = policy.cutoff(clock)
     report = RetentionReport(policy, dry_run, cutoff)
-    if threads is None:
-        keys: list[bytes] = yield Call(_candidates, (rs, policy, cutoff_us), single=True)
-    else:
+    if threads is not None:
         keys = list(dict.fromkeys(key_of(thread_id_of(t)) for t in threads))
+    elif override is not None:
+        keys = yield Call(_every_thread, (rs,), single=True)
+    else:
+        keys = yield Call(_candidates, (rs, policy, _us(cutoff)), single=True)
     for done, thread_key in enumerate(sorted(keys), start=1):
-        outcomes = yield Call(
-            _retain_thread,
-            (st, rs, thread_key, policy.keep_last, cutoff_us, dry_run),
-            write=not dry_run,
-            snapshot=not dry_run,
-        )
-        report.namespaces.extend(outcomes)
+        chosen: RetentionPolicy | Exempt | None = policy
+        if override is not None:
+            latest = yield Call(_latest_metadata, (rs, thread_key), single=True)
+            chosen = None if latest is None else _checked(override(*latest), latest[0]) or policy
+            if isinstance(chosen, Exempt):
+                report.exempt.append(latest[0])
+            elif chosen is not policy and latest is not None:
+                report.overridden.append(latest[0])
+        if isinstance(chosen, RetentionPolicy):
+            limits = (chosen.keep_last, _us(chosen.cutoff(clock)))
+            approved: set[str] | None = None
+            if veto is not None:
+                planned = yield Call(_retain_thread, (st, rs, thread_key, *limits, True, None))  # a dry run
+                if planned and veto(planned[0].thread_id, planned):
+                    report.vetoed.append(planned[0].thread_id)
+                    planned = []
+                approved = {i for n in planned for i in n.deleted_ids}
+            if approved is None or approved:
+                outcomes = yield Call(
+                    _retain_thread,
+                    (st, rs, thread_key, *limits, dry_run, approved),
+                    write=not dry_run,
+                    snapshot=not dry_run,
+                )
+                report.namespaces.extend(outcomes)
         report.threads_examined = done
         if progress is not None:
             progress(done, len(keys))
     return report
+
+
+def _checked(chosen: Any, thread_id: str) -> RetentionPolicy | Exempt | None:
+    if chosen is None or isinstance(chosen, RetentionPolicy | Exempt):
+        return chosen
+    raise InvalidArgumentError(
+        f"retention override returned {chosen!r:.60} for thread {thread_id!r}; "
+        "return a RetentionPolicy, checkpoint_sql.EXEMPT, or None for the sweep's policy"
+    )
+
+
+def _us(moment: datetime | None) -> int | None:
+    return None if moment is None else int(moment.timestamp() * 1_000_000)
 
 
 def _candidates(
@@ -248,6 +331,17 @@ def _candidates(
     return [bytes(k) for k in conn.execute(rs.threads_over, {"keep_last": policy.keep_last}).scalars()]
 
 
+def _every_thread(conn: Connection, rs: RetentionStatements) -> list[bytes]:
+    return [bytes(k) for k in conn.execute(rs.every_thread).scalars()]
+
+
+def _latest_metadata(conn: Connection, rs: RetentionStatements, thread_key: bytes) -> tuple[str, dict[str, Any]] | None:
+    """The thread's id and the metadata of its latest checkpoint (root graph first);
+    None if the thread has gone meanwhile."""
+    row = conn.execute(rs.latest_metadata, {"tkey": thread_key}).first()
+    return None if row is None else (row[0], codec.load_json(row[1]) or {})
+
+
 def _retain_thread(
     conn: Connection,
     st: SaverStatements,
@@ -256,7 +350,9 @@ def _retain_thread(
     keep_last: int | None,
     cutoff_us: int | None,
     dry_run: bool,
+    approved: set[str] | None,
 ) -> list[NamespaceOutcome]:
+    """Retain one thread; with `approved`, delete only checkpoints in it."""
     by_namespace: dict[bytes, list[Mapping[str, Any]]] = {}
     for row in conn.execute(rs.thread_index, {"tkey": thread_key}).mappings():
         by_namespace.setdefault(bytes(row["ns_key"]), []).append(dict(row))
@@ -272,6 +368,8 @@ def _retain_thread(
             continue
         chain = _delta_chains(conn, st, thread_key, ns_key, newest_first, doomed)
         doomed -= chain
+        if approved is not None:
+            doomed &= approved
         if not doomed:
             continue
         kept = [r for r in rows if r["checkpoint_id"] not in doomed]

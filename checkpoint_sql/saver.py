@@ -47,7 +47,8 @@ T = TypeVar("T")
 LIST_PAGE = 100
 """Checkpoints fetched per statement while iterating `list`."""
 
-PRUNE_STRATEGIES = ("keep_latest", "delete")
+PRUNE_STRATEGIES = ("keep_latest", "delete", "delete_all")
+"""``delete_all`` is ``delete`` by the name the LangGraph Agent Server's fallback sends."""
 
 # Aliases, because inside SQLSaver the name `list` is the method.
 Tuples = list[CheckpointTuple]
@@ -411,8 +412,8 @@ class SQLSaver(BaseCheckpointSaver[str], DatabaseClient):
 
     def prune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
         """``"keep_latest"``: keep each namespace's latest checkpoint (and, for delta
-        channels, the ancestors their value is rebuilt from); ``"delete"``: delete the
-        threads. One transaction per thread."""
+        channels, the ancestors their value is rebuilt from); ``"delete"`` (or
+        ``"delete_all"``): delete the threads. One transaction per thread."""
         for call in self._prune(thread_ids, strategy):
             self._run(call)
 
@@ -426,7 +427,7 @@ class SQLSaver(BaseCheckpointSaver[str], DatabaseClient):
         threads = [thread_id_of(t) for t in _strings(thread_ids, "prune: thread_ids", allow_ints=True)]
         if not threads:
             return []
-        if strategy == "delete":
+        if strategy in ("delete", "delete_all"):
             return [self._delete_threads(threads)]
         return [
             Call(operations.prune_keep_latest, (self._st, key_of(t)), same, write=True, snapshot=True) for t in threads
@@ -485,14 +486,19 @@ class SQLSaver(BaseCheckpointSaver[str], DatabaseClient):
         threads: Sequence[str] | None = None,
         dry_run: bool = False,
         progress: Progress | None = None,
+        override: retention.Override | None = None,
+        veto: retention.Veto | None = None,
     ) -> retention.RetentionReport:
         """Delete old checkpoints: those beyond the newest `keep_last` per thread and
         namespace and/or older than `older_than` (a timedelta or ``"30d"``), in
         `threads` or every thread; both limits given, a checkpoint must exceed both.
         DeltaChannel chains of kept checkpoints are never cut. One transaction per
-        thread; `dry_run` only reports. See `checkpoint_sql.retention`."""
+        thread; `dry_run` only reports. `override` picks a thread's own policy (or
+        `EXEMPT`) from its latest metadata; `veto` may refuse a thread's deletion.
+        See `checkpoint_sql.retention`."""
         policy = retention.RetentionPolicy.of(keep_last, older_than)
-        return drive(self.db, retention.job(self._st, policy, threads, dry_run=dry_run, progress=progress))
+        job = retention.job(self._st, policy, threads, dry_run=dry_run, progress=progress, override=override, veto=veto)
+        return drive(self.db, job)
 
     async def aretain(
         self,
@@ -502,9 +508,12 @@ class SQLSaver(BaseCheckpointSaver[str], DatabaseClient):
         threads: Sequence[str] | None = None,
         dry_run: bool = False,
         progress: Progress | None = None,
+        override: retention.Override | None = None,
+        veto: retention.Veto | None = None,
     ) -> retention.RetentionReport:
         policy = retention.RetentionPolicy.of(keep_last, older_than)
-        return await adrive(self.db, retention.job(self._st, policy, threads, dry_run=dry_run, progress=progress))
+        job = retention.job(self._st, policy, threads, dry_run=dry_run, progress=progress, override=override, veto=veto)
+        return await adrive(self.db, job)
 
 
 def _strings(values: Any, what: str, *, allow_ints: bool = False) -> list[Any]:

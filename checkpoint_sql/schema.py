@@ -13,6 +13,8 @@ and the host application's own tables:
   not change the channel point at the same row through their channel versions.
 * ``writes``: pending writes. No foreign key to ``checkpoints``: LangGraph may commit
   the writes of step N+1 before the checkpoint they belong to.
+* ``leases``: who runs the retention sweep now, so replicas take turns
+  (`checkpoint_sql.leases`).
 
 Threads and namespaces are keyed by a 16-byte hash of their text (see `ids.key_of`) so
 that ids of any length fit in an index on every engine; the text itself is kept in
@@ -47,7 +49,7 @@ _PREFIX = re.compile(r"[a-z][a-z0-9_]{0,29}")
 
 @dataclass(frozen=True)
 class SaverTables:
-    """The saver's three tables, bound to one prefix and schema."""
+    """The saver's tables, bound to one prefix and schema."""
 
     metadata: sa.MetaData
     checkpoints: sa.Table
@@ -55,6 +57,7 @@ class SaverTables:
     writes: sa.Table
     prefix: str
     schema: str | None
+    leases: sa.Table
 
     @property
     def migrations(self) -> MigrationTarget:
@@ -118,4 +121,22 @@ def saver_tables(prefix: str = DEFAULT_PREFIX, schema: str | None = None) -> Sav
         sa.Column("type", sa.String(TYPE_MAX), nullable=False),
         sa.Column("blob", dialects.payload(), nullable=True),
     )
-    return SaverTables(md, checkpoints, blobs, writes, prefix, schema)
+    return SaverTables(md, checkpoints, blobs, writes, prefix, schema, lease_table(md, f"{prefix}leases"))
+
+
+LEASE_NAME_MAX = 64
+LEASE_HOLDER_MAX = 255
+
+
+def lease_table(metadata: sa.MetaData, name: str) -> sa.Table:
+    """A lease table (`checkpoint_sql.leases`): one row per kind of job, naming who
+    holds it and until when (microseconds since the epoch, on the server's clock).
+    The saver's and the stores' migration histories each create one."""
+    return sa.Table(
+        name,
+        metadata,
+        sa.Column("name", dialects.ascii_key(LEASE_NAME_MAX), primary_key=True),
+        sa.Column("holder", dialects.unicode_key(LEASE_HOLDER_MAX), nullable=False),
+        sa.Column("acquired_us", sa.BigInteger(), nullable=False),
+        sa.Column("expires_us", sa.BigInteger(), nullable=False),
+    )

@@ -187,6 +187,36 @@ def test_stats_counts_what_the_tables_hold(capsys: pytest.CaptureFixture[str], u
     assert stats["largest_threads"][0]["checkpoints"] >= stats["largest_threads"][-1]["checkpoints"]
 
 
+def test_stats_of_a_thread_says_where_its_bytes_are(capsys: pytest.CaptureFixture[str], url: str) -> None:
+    """Per namespace and channel: every stored version, the value the latest
+    checkpoint reads, and the pending writes; the total is the thread's size in
+    `threads`."""
+    sizes = {t["thread_id"]: t["bytes"] for t in run(capsys, "threads", "--url", url, "--json").json["threads"]}
+    with SQLSaver(url) as saver:
+        for thread in ("agent", "review"):
+            report = run(capsys, "stats", thread, "--url", url, "--json").json
+            assert report["thread_id"] == thread and report["totals"]["bytes"] == sizes[thread]
+            by_ns = {ns["checkpoint_ns"]: ns for ns in report["namespaces"]}
+            assert set(by_ns) == {t.config["configurable"]["checkpoint_ns"] for t in saver.list(lineages.cfg(thread))}
+            for ns, figures in by_ns.items():
+                config = {"configurable": {"thread_id": thread, "checkpoint_ns": ns}}
+                latest = saver.get_tuple(config)
+                assert figures["latest_checkpoint_id"] == latest.config["configurable"]["checkpoint_id"]
+                read_now = {c["channel"] for c in figures["channels"] if c["latest_bytes"] is not None}
+                assert read_now == set(latest.checkpoint["channel_versions"])
+                assert figures["checkpoints"] == len(list(saver.list(config)))
+                stored_writes = sum(len(t.pending_writes or []) for t in saver.list(config))
+                assert sum(w["writes"] for w in figures["writes"]) == stored_writes
+                parts = ("checkpoint_bytes", "channel_bytes", "write_bytes")
+                assert figures["bytes"] == sum(figures[part] for part in parts)
+    notes = next(c for c in by_ns[""]["channels"] if c["channel"] == "notes")
+    assert notes["versions"] >= 1 and 0 < notes["latest_bytes"] <= notes["bytes"]
+
+    human = run(capsys, "stats", "agent", "--url", url)
+    assert "thread agent: 7 checkpoints" in human.out and "messages" in human.out and "pending writes" in human.out
+    assert "no such thread: 'ghost'" in run(capsys, "stats", "ghost", "--url", url).failed_cleanly()
+
+
 def test_doctor_and_migrate_show_report_a_healthy_current_schema(capsys: pytest.CaptureFixture[str], url: str) -> None:
     doctor = run(capsys, "doctor", "--url", url, "--json")
     assert doctor.code == 0, doctor.out

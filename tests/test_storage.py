@@ -16,7 +16,7 @@ from langgraph.store.base import BaseStore
 
 from checkpoint_sql import Database, SessionStore, ShortMemoryStore, SQLSaver, SQLStore, connect, migrate
 
-SAVER_TABLES = {"cpsql_checkpoints", "cpsql_blobs", "cpsql_writes", "cpsql_alembic_version"}
+SAVER_TABLES = {"cpsql_checkpoints", "cpsql_blobs", "cpsql_writes", "cpsql_leases", "cpsql_alembic_version"}
 STORE_TABLES = {
     "cpsql_store_items",
     "cpsql_store_vectors",
@@ -27,6 +27,7 @@ STORE_TABLES = {
     "cpsql_session_summaries",
     "cpsql_session_usage",
     "cpsql_short_memory",
+    "cpsql_store_leases",
     "cpsql_alembic_version_stores",
 }
 

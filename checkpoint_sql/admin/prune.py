@@ -6,6 +6,7 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from checkpoint_sql.admin.output import WholeIds
 from checkpoint_sql.admin.threads import human_bytes
 from checkpoint_sql.retention import RetentionReport
 
@@ -47,4 +48,4 @@ def render(report: RetentionReport) -> RenderableType:
         summary += f"; {totals['threads_emptied']} thread(s) left empty"
     if totals["kept_for_delta"]:
         summary += f"; {totals['kept_for_delta']} kept because a DeltaChannel is rebuilt from them"
-    return Group(table, Text(summary, style="bold"))
+    return Group(WholeIds(table), Text(summary, style="bold"))

@@ -21,6 +21,7 @@ from sqlalchemy import bindparam
 from sqlalchemy.engine import Connection
 
 from checkpoint_sql import dialects, migrate
+from checkpoint_sql.admin.output import WholeIds
 from checkpoint_sql.schema import SaverTables
 
 SORTS = ("last", "first", "checkpoints", "size", "id")
@@ -91,7 +92,7 @@ class ThreadPage:
                 human_bytes(t["bytes"]),
             )
         shown = f"showing {self.query.offset + 1} to {self.query.offset + len(self.threads)} of {self.total}"
-        return Group(table, Text(shown if self.threads else "no threads match", style="dim"))
+        return Group(WholeIds(table), Text(shown if self.threads else "no threads match", style="dim"))
 
 
 class ThreadStatements:
@@ -246,7 +247,7 @@ class Stats:
         largest.add_column("checkpoints", justify="right")
         for t in self.largest:
             largest.add_row(Text(t["thread_id"], style="cyan"), f"{t['checkpoints']:,}")
-        return Group(summary, Text(""), tables, Text(""), largest)
+        return Group(summary, Text(""), tables, Text(""), WholeIds(largest))
 
 
 def stats(conn: Connection, tables: SaverTables, family: dialects.Family, url: str) -> Stats:

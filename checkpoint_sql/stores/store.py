@@ -35,6 +35,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from checkpoint_sql.engines import EngineOptions
 from checkpoint_sql.errors import ConfigurationError, InvalidArgumentError
+from checkpoint_sql.leases import Lease
 from checkpoint_sql.schema import DEFAULT_PREFIX
 from checkpoint_sql.stores import namespaces, store_ops, vectors
 from checkpoint_sql.stores.checks import Clock, count_arg, json_object, preview, text_arg, utc_now
@@ -44,6 +45,9 @@ from checkpoint_sql.stores.memories import MemoryMethods
 from checkpoint_sql.stores.store_ops import Batch, Context, ListNamespaces, Put, Search
 from checkpoint_sql.stores.sweeper import Sweeper
 
+TTL_LEASE = "store_ttl"
+TTL_LEASE_SECONDS = 60.0
+"""How long a TTL sweeper that crashed mid-sweep keeps the other replicas waiting."""
 _TTL_KEYS = {"refresh_on_read", "default_ttl", "sweep_interval_minutes", "omit_expired"}
 DEFAULT_SWEEP_MINUTES = 5.0
 
@@ -97,7 +101,8 @@ class SQLStore(MemoryMethods, Component, BaseStore):
         self.ttl_config = _checked_ttl_config(ttl)
         self._clock = clock
         self._ctx = Context(self.tables, self.db.family, None if self._index is None else self._index.scoring)
-        self._sweeper = Sweeper("SQLStore", self.sweep_ttl, self.asweep_ttl)
+        lease = Lease(self.db, self.tables.leases, TTL_LEASE, ttl=TTL_LEASE_SECONDS)
+        self._sweeper = Sweeper("SQLStore", self.sweep_ttl, self.asweep_ttl, lease)
 
     @classmethod
     def from_conn_string(cls, url: str | URL | None = None, **kwargs: Any) -> SQLStore:

@@ -1,28 +1,40 @@
 """A periodic sweep of expired rows, in a daemon thread (sync applications) or an
 asyncio task (async ones), started and stopped explicitly like LangGraph's stores'
 TTL sweepers. A failed sweep is logged and retried at the next interval: a dropped
-connection must not end the sweeper."""
+connection must not end the sweeper.
+
+Replicas take turns through a lease (`checkpoint_sql.leases`): a tick first takes
+it and skips the sweep when another process holds it; a finished sweep keeps it for
+one interval, so the fleet sweeps about once per interval, and a crashed holder's
+lease simply expires."""
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import logging
 import threading
 from collections.abc import Awaitable, Callable
+
+from checkpoint_sql.leases import Lease
 
 logger = logging.getLogger("checkpoint_sql.stores")
 
 
 class Sweeper:
-    def __init__(self, name: str, sweep: Callable[[], int], asweep: Callable[[], Awaitable[int]]) -> None:
+    def __init__(self, name: str, sweep: Callable[[], int], asweep: Callable[[], Awaitable[int]], lease: Lease) -> None:
         self._name = name
         self._sweep = sweep
         self._asweep = asweep
+        self.lease = lease
+        self.skipped = 0
+        """Ticks that found the lease held by another process."""
         self._thread: threading.Thread | None = None
         self._done: concurrent.futures.Future[None] = concurrent.futures.Future()
         self._stop = threading.Event()
         self._task: asyncio.Task[None] | None = None
+        self._wake: asyncio.Event | None = None
 
     def start(self, interval: float) -> concurrent.futures.Future[None]:
         """Sweep every `interval` seconds in a daemon thread until `stop`; the future
@@ -36,7 +48,15 @@ class Sweeper:
             try:
                 while not self._stop.wait(interval):
                     try:
-                        removed = self._sweep()
+                        if not self.lease.acquire():
+                            self._skip()
+                            continue
+                        hold = 0.0
+                        try:
+                            removed = self._sweep()
+                            hold = interval
+                        finally:
+                            self.lease.release(hold_for=hold)
                     except Exception:
                         logger.exception("%s: TTL sweep failed; retrying in %s s", self._name, interval)
                     else:
@@ -48,6 +68,10 @@ class Sweeper:
         self._thread = threading.Thread(target=loop, name=f"{self._name}-ttl-sweeper", daemon=True)
         self._thread.start()
         return done
+
+    def _skip(self) -> None:
+        self.skipped += 1
+        logger.debug("%s: TTL sweep skipped: another process holds lease %r", self._name, self.lease.name)
 
     def stop(self, timeout: float | None = None) -> bool:
         """Stop the thread; whether it ended within `timeout` seconds (True if none ran)."""
@@ -64,12 +88,24 @@ class Sweeper:
         """Sweep every `interval` seconds in a task of the running event loop until `astop`."""
         if self._task is not None and not self._task.done():
             return self._task
+        wake = self._wake = asyncio.Event()
 
         async def loop() -> None:
-            while True:
-                await asyncio.sleep(interval)
+            while not wake.is_set():
+                with contextlib.suppress(TimeoutError, asyncio.TimeoutError):
+                    await asyncio.wait_for(wake.wait(), interval)
+                if wake.is_set():
+                    return
                 try:
-                    removed = await self._asweep()
+                    if not await self.lease.aacquire():
+                        self._skip()
+                        continue
+                    hold = 0.0
+                    try:
+                        removed = await self._asweep()
+                        hold = interval
+                    finally:
+                        await self.lease.arelease(hold_for=hold)
                 except Exception:
                     logger.exception("%s: TTL sweep failed; retrying in %s s", self._name, interval)
                 else:
@@ -79,10 +115,15 @@ class Sweeper:
         return self._task
 
     async def astop(self, timeout: float | None = None) -> bool:
-        """Cancel the task; whether it ended within `timeout` seconds (True if none ran)."""
+        """End the task once its sweep at hand (if any) is done, so no statement and
+        no lease is abandoned half-way; cancel it if that takes over `timeout`
+        seconds. Whether it ended in time (True if none ran)."""
         task, self._task = self._task, None
         if task is None or task.done():
             return True
-        task.cancel()
+        if self._wake is not None:
+            self._wake.set()
         await asyncio.wait({task}, timeout=timeout)
+        if not task.done():
+            task.cancel()
         return task.done()

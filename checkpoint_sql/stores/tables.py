@@ -20,6 +20,8 @@ kept in unindexed columns for reading back.
   ``session_summaries`` / ``session_usage``: `SessionStore`. An event's position is its
   per-session sequence number, the optimistic-concurrency version of the session row.
 * ``short_memory``: `ShortMemoryStore`.
+* ``store_leases``: who runs the TTL sweep now, so replicas take turns
+  (`checkpoint_sql.leases`).
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ import sqlalchemy as sa
 
 from checkpoint_sql import dialects
 from checkpoint_sql.migrate import MigrationTarget
-from checkpoint_sql.schema import check_prefix
+from checkpoint_sql.schema import check_prefix, lease_table
 
 NS_HEAD = 512
 """Bytes of a namespace kept in its indexed column; longer namespaces are matched on the
@@ -56,6 +58,7 @@ class StoreTables:
     short_memory: sa.Table
     prefix: str
     schema: str | None
+    leases: sa.Table
 
     @property
     def migrations(self) -> MigrationTarget:
@@ -186,5 +189,17 @@ def store_tables(prefix: str, schema: str | None = None) -> StoreTables:
         sa.Index(f"{prefix}short_memory_expires_idx", "expires_at"),
     )
     return StoreTables(
-        md, items, vectors, sessions, events, app_state, user_state, summaries, usage, short_memory, prefix, schema
+        md,
+        items,
+        vectors,
+        sessions,
+        events,
+        app_state,
+        user_state,
+        summaries,
+        usage,
+        short_memory,
+        prefix,
+        schema,
+        lease_table(md, f"{prefix}store_leases"),
     )
