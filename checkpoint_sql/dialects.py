@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import struct
+import time
+import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -25,6 +27,8 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.dml import Insert
 from sqlalchemy.sql.functions import FunctionElement
 from sqlalchemy.types import TypeDecorator, TypeEngine
+
+from checkpoint_sql import cluster
 
 Family = Literal["sqlite", "postgresql", "mysql"]
 
@@ -301,12 +305,16 @@ def migration_lock(family: Family, conn: Connection, name: str) -> Iterator[None
     """Hold a lock that serialises schema migrations of `name` across processes.
 
     PostgreSQL: a transaction-scoped advisory lock. MySQL: a named session lock, since
-    its DDL commits implicitly. SQLite: the transaction's own write lock (the caller
-    has begun it with BEGIN IMMEDIATE).
+    its DDL commits implicitly; on a Galera cluster, whose nodes do not share named
+    locks, a row in a replicated table (`_galera_migration_lock`). SQLite: the
+    transaction's own write lock (the caller has begun it with BEGIN IMMEDIATE).
     """
     if family == "postgresql":
         conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:name))"), {"name": name})
         yield
+    elif family == "mysql" and cluster.is_galera(conn):
+        with _galera_migration_lock(conn, name[:64]):
+            yield
     elif family == "mysql":
         got = conn.execute(sa.text("SELECT GET_LOCK(:name, 120)"), {"name": name[:64]}).scalar()
         if got != 1:
@@ -317,6 +325,57 @@ def migration_lock(family: Family, conn: Connection, name: str) -> Iterator[None
             conn.execute(sa.text("SELECT RELEASE_LOCK(:name)"), {"name": name[:64]})
     else:
         yield
+
+
+_GALERA_LOCKS = "checkpoint_sql_migration_locks"
+_LOCK_WAIT, _LOCK_LEASE = 120.0, 60.0
+_TAKEN = (1062, 1213)  # the row exists (ER_DUP_ENTRY), or another node inserted it first (certification)
+
+
+@contextmanager
+def _galera_migration_lock(conn: Connection, name: str) -> Iterator[None]:
+    """A migration lock every node of a Galera cluster honours.
+
+    `GET_LOCK` is local to one node, so two processes migrating through two nodes would
+    both get it. Instead the lock is a row, committed on its own and so replicated:
+    inserting it succeeds on one node only (a rival insert fails as a duplicate, or as a
+    certification conflict when two nodes insert at once). The row carries a lease, so
+    a migrator that died holding it delays the others by at most `_LOCK_LEASE`
+    seconds. Once a node has applied the release, it has also applied the holder's
+    earlier commits (Galera applies them in order), so the next holder reads the
+    version the previous one left.
+    """
+    conn.exec_driver_sql("COMMIT")  # the caller's transaction: migrations' DDL commits implicitly anyway
+    conn.exec_driver_sql(
+        f"CREATE TABLE IF NOT EXISTS {_GALERA_LOCKS} (name VARCHAR(64) NOT NULL PRIMARY KEY, "
+        "holder CHAR(32) NOT NULL, expires_at DOUBLE NOT NULL)"
+    )
+    holder, deadline = uuid.uuid4().hex, time.monotonic() + _LOCK_WAIT
+    while True:
+        now = time.time()
+        try:
+            conn.execute(
+                sa.text(f"DELETE FROM {_GALERA_LOCKS} WHERE name = :name AND expires_at < :now"),
+                {"name": name, "now": now},
+            )
+            conn.execute(
+                sa.text(f"INSERT INTO {_GALERA_LOCKS} (name, holder, expires_at) VALUES (:name, :holder, :until)"),
+                {"name": name, "holder": holder, "until": now + _LOCK_LEASE},
+            )
+            break
+        except DBAPIError as exc:
+            if getattr(exc.orig, "args", (None,))[0] not in _TAKEN:
+                raise
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"could not take the migration lock {name!r} on the Galera cluster in {_LOCK_WAIT:g} s")
+        time.sleep(0.1)
+    try:
+        yield
+    finally:
+        conn.execute(
+            sa.text(f"DELETE FROM {_GALERA_LOCKS} WHERE name = :name AND holder = :holder"),
+            {"name": name, "holder": holder},
+        )
 
 
 def is_missing_table(family: Family, exc: DBAPIError) -> bool:
