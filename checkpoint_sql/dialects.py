@@ -388,6 +388,13 @@ def is_missing_table(family: Family, exc: DBAPIError) -> bool:
     return "no such table" in str(exc.orig)
 
 
+def is_pooled_prepared_statement(family: Family, exc: DBAPIError) -> bool:
+    """Whether a driver error is psycopg's prepared statement missing, already there or
+    different in the server session at hand: what a transaction pooler does to
+    server-side prepared statements (named ``_pg3_N`` by psycopg)."""
+    return family == "postgresql" and 'prepared statement "_pg3_' in str(exc.orig)
+
+
 # --- stores ---------------------------------------------------------------------------
 # What the companion stores (`checkpoint_sql.stores`) need beyond the saver's pieces:
 # microsecond UTC timestamps, short indexable byte strings, embedding vectors, JSON
