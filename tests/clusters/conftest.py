@@ -106,3 +106,10 @@ def scenario_url(scenario: str, request: pytest.FixtureRequest) -> str:
         return bouncer.url(request.getfixturevalue("pgbouncer_database")) + "?prepare_threshold=none"
     cluster: GaleraCluster = request.getfixturevalue("galera")
     return cluster.url(request.getfixturevalue("galera_database"))
+
+
+@contextmanager
+def failover_pair(ports: tuple[int, int]) -> Iterator[FailoverPair]:
+    """A started PostgreSQL primary with its synchronous hot standby, removed afterwards."""
+    with running("pg-failover", _postgres_binaries(), lambda: FailoverPair(ports)) as pair:
+        yield pair

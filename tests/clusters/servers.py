@@ -26,7 +26,8 @@ from tests.private_postgres import PrivatePostgres, server_binaries
 GALERA_PROVIDER = Path("/usr/lib/galera/libgalera_smm.so")
 GALERA_PORTS = (25401, 25402, 25403)
 """Client ports of the nodes; each node's group (gmcast), IST and SST ports are these + 10, + 20, + 30."""
-FAILOVER_PORTS = (25440, 25441)
+STANDBY_PORTS, FAILOVER_PORTS = (25440, 25441), (25442, 25443)
+"""(primary, standby) ports of the pair the read-only tests use, and of the one a failover destroys."""
 PGBOUNCER_PORT, PGBOUNCER_SERVER_PORT = 25450, 25451
 
 
@@ -210,22 +211,25 @@ class GaleraCluster:
 
 class FailoverPair:
     """A primary and a hot standby on synchronous replication: a commit is acknowledged
-    once the standby has flushed it, so promoting the standby loses no acknowledged
-    commit."""
+    once the standby has applied it (``remote_apply``), so promoting the standby loses
+    no acknowledged commit, and a read on the standby sees it at once."""
 
-    def __init__(self) -> None:
+    def __init__(self, ports: tuple[int, int]) -> None:
         binaries = server_binaries()
         if binaries is None:
             raise RuntimeError("no PostgreSQL server binaries under /usr/lib/postgresql/*/bin")
+        self.ports = ports
         self.primary = PrivatePostgres(
-            binaries, port=FAILOVER_PORTS[0], settings={"synchronous_standby_names": "'*'", "wal_level": "replica"}
+            binaries,
+            port=ports[0],
+            settings={"synchronous_standby_names": "'*'", "synchronous_commit": "remote_apply"},
         )
         self.standby: PrivatePostgres | None = None
 
     def start(self) -> None:
         self.primary.start()
         self.standby = PrivatePostgres(
-            self.primary.binaries, port=FAILOVER_PORTS[1], settings={"hot_standby": "on"}, standby_of=self.primary
+            self.primary.binaries, port=self.ports[1], settings={"hot_standby": "on"}, standby_of=self.primary
         )
         self.standby.start()
         _wait("standby streaming", self._streaming, 30)
@@ -241,8 +245,9 @@ class FailoverPair:
             return None if row is None else row[0]
 
     def url(self, query: str = "") -> str:
-        """The multi-host URL an application uses: both servers, the writable one chosen."""
-        hosts = "&".join(f"host=127.0.0.1:{port}" for port in FAILOVER_PORTS)
+        """The multi-host URL an application uses: both servers, the writable one chosen
+        (`query` adds settings: ``&name=value``)."""
+        hosts = "&".join(f"host=127.0.0.1:{port}" for port in self.ports)
         return f"postgresql://postgres@/postgres?{hosts}&target_session_attrs=read-write{query}"
 
     def remove(self) -> None:
