@@ -12,7 +12,6 @@ import sys
 import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from typing import Any
 
 from checkpoint_sql import RetryPolicy, SQLSaver, SQLStore, migrate
@@ -53,19 +52,17 @@ def components_at_head(url: str) -> bool:
     return True
 
 
-@dataclass
 class RetryLog(logging.Handler):
     """Counts the retries `RetryPolicy` logs and keeps the errors they name."""
 
-    retries: int = 0
-    errors: set[str] = field(default_factory=set)
-
-    def __post_init__(self) -> None:
+    def __init__(self) -> None:
         super().__init__(logging.WARNING)
-        self._lock = threading.Lock()
+        self.retries = 0
+        self.errors: set[str] = set()
+        self._count = threading.Lock()
 
     def emit(self, record: logging.LogRecord) -> None:
-        with self._lock:
+        with self._count:
             self.retries += 1
             error = str(record.args[3]) if isinstance(record.args, tuple) and len(record.args) > 3 else record.msg
             self.errors.add(str(error)[:120])
