@@ -1,20 +1,23 @@
 """Load the cluster tests put on a database: several processes calling `setup()` at
-once, and bounded batches of concurrent graph runs whose outcome is compared with the
-same run on `InMemorySaver` (`tests.test_retry_faults.reference`).
+once, and bounded batches of concurrent graph runs (in this process, or in processes of
+their own: ``python -m tests.clusters.load URL PREFIX RUNS``) whose outcome is compared
+with the same run on `InMemorySaver` (`tests.test_retry_faults.reference`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import subprocess
 import sys
 import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
-from checkpoint_sql import RetryPolicy, SQLSaver, SQLStore, migrate
+from checkpoint_sql import RetryingSaver, RetryPolicy, SQLSaver, SQLStore, migrate
 from tests.graphs import agent_graph, question
 from tests.test_retry_faults import QUESTION, Outcome, run_to_end
 
@@ -91,3 +94,44 @@ async def arun_threads(saver: Any, thread_ids: Sequence[str], *, tools: Any = No
     graph = agent_graph(tools).compile(checkpointer=saver)
     outcomes = await asyncio.gather(*(run_to_end("async", graph, t, question(QUESTION)) for t in thread_ids))
     return dict(zip(thread_ids, outcomes, strict=True))
+
+
+def start_runner(url: str, prefix: str, runs: int) -> subprocess.Popen[str]:
+    """A process of its own running `runs` threads (``{prefix}-{n}``) to their end through
+    `url` with a patient `RetryingSaver`, four at a time; it prints one JSON line: each
+    thread's outcome (as text, to compare with `reference()`), the retries, the errors."""
+    root = Path(__file__).resolve().parents[2]
+    return subprocess.Popen(
+        [sys.executable, "-m", "tests.clusters.load", url, prefix, str(runs)],
+        cwd=root,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def runner_result(process: subprocess.Popen[str], timeout: float = 240) -> dict[str, Any]:
+    out, err = process.communicate(timeout=timeout)
+    if process.returncode != 0:
+        raise AssertionError(f"runner failed ({process.returncode}):\n{err[-3000:]}")
+    return dict(json.loads(out.strip().splitlines()[-1]))
+
+
+def _main(url: str, prefix: str, runs: int) -> None:
+    threads = [f"{prefix}-{n}" for n in range(runs)]
+    with RetryLog() as retries, RetryingSaver.from_conn_string(url, policy=PATIENT) as saver:
+        saver.setup()
+        outcomes = run_threads(saver, threads, workers=4)
+    print(
+        json.dumps(
+            {
+                "outcomes": {t: repr(o) for t, o in outcomes.items()},
+                "retries": retries.retries,
+                "errors": sorted(retries.errors),
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    _main(sys.argv[1], sys.argv[2], int(sys.argv[3]))
