@@ -1,5 +1,6 @@
-"""Fixtures of the cluster scenarios: each cluster is started once per test session (it
-takes seconds), on first use, and removed at the end, also when a test fails.
+"""Fixtures of the cluster scenarios: each cluster is started once for this package (it
+takes seconds), on first use, and removed when the package's tests are done, also when
+one fails.
 
 A scenario whose programs are missing is skipped with the reason, unless
 ``CHECKPOINT_SQL_REQUIRE_ENGINES`` names it (``galera``, ``pg-failover``,
@@ -53,14 +54,14 @@ def running(scenario: str, why_not: str | None, make: Callable[[], Server]) -> I
             server.remove()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def galera() -> Iterator[GaleraCluster]:
     why_not = missing("mariadbd", "mariadb-install-db", "rsync", "wsrep_sst_rsync", GALERA_PROVIDER)
     with running("galera", why_not, GaleraCluster) as cluster:
         yield cluster
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def pgbouncer() -> Iterator[PgBouncer]:
     with running("pgbouncer", missing("pgbouncer") or _postgres_binaries(), PgBouncer) as bouncer:
         yield bouncer
