@@ -34,11 +34,12 @@ _MYSQL_PORT = 3306
 
 def listed_hosts(url: URL) -> tuple[URL, list[HostPort]]:
     """A MySQL URL's hosts, in the order to try them: those given as ``host=`` query
-    values (several allowed), else the URL's own host. The URL is returned without the
-    query values (the driver would refuse them) and set to the first host."""
+    values (several allowed); none when the URL names its one host (or socket) the
+    usual way. The URL is returned without the query values (the driver would refuse
+    them) and set to the first host."""
     given = url.query.get("host")
     if given is None:
-        return url, [(url.host or "127.0.0.1", url.port or _MYSQL_PORT)]
+        return url, []
     shown = url.render_as_string(hide_password=True)
     if url.host:
         raise ConfigurationError(
@@ -79,8 +80,9 @@ def prepare_threshold(url: URL, default: int | None) -> tuple[URL, int | None]:
 
 
 def connect_to_ready_node(engine: Engine, hosts: list[HostPort], *, sync_wait: int) -> None:
-    """Make each new MySQL connection of `engine` go to the first of `hosts` that
-    answers and is ready, and give Galera sessions the `sync_wait` causality bits.
+    """Make each new MySQL connection of `engine` go to the first of `hosts` (or, if
+    there are none, to the URL's own server) that answers and is ready, and give
+    Galera sessions the `sync_wait` causality bits.
 
     A host that refuses the connection, or is a Galera node not ready for clients, is
     skipped. If none is ready, the connection goes to the first that answered anyway:
@@ -92,9 +94,10 @@ def connect_to_ready_node(engine: Engine, hosts: list[HostPort], *, sync_wait: i
     def _connect(dialect: Any, _record: Any, cargs: Any, cparams: dict[str, Any]) -> Any:
         fallback: Any = None
         failure: BaseException | None = None
-        for host, port in hosts:
+        candidates: list[dict[str, Any]] = [{"host": host, "port": port} for host, port in hosts] or [{}]
+        for where in candidates:
             try:
-                connection = dialect.connect(*cargs, **{**cparams, "host": host, "port": port})
+                connection = dialect.connect(*cargs, **{**cparams, **where})
             except dialect.loaded_dbapi.Error as exc:
                 failure = exc
                 continue
@@ -119,7 +122,7 @@ def connect_to_ready_node(engine: Engine, hosts: list[HostPort], *, sync_wait: i
 
 def _ready(connection: Any, sync_wait: int) -> bool:
     """Whether the server behind `connection` takes queries: any non-Galera server
-    does; a Galera node only while it is in the primary component and synced. A
+    does; a Galera node only while it is ready (in the primary component, caught up). A
     ready Galera session gets causal reads."""
     cursor = connection.cursor()
     try:

@@ -224,7 +224,7 @@ def create_engine_pair(url: URL, options: EngineOptions, *, want_async: bool) ->
         _sqlite_pragmas(sync_side, wal=not is_sqlite_memory(sync_url), synchronous=options.sqlite_synchronous)
     elif options.ping_after_idle is not None:
         _ping_when_stale(sync_side, options.ping_after_idle)
-    if hosts:
+    if backend in ("mysql", "mariadb"):
         cluster.connect_to_ready_node(sync_side, hosts, sync_wait=options.galera_sync_wait)
     return engine
 
