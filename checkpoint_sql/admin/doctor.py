@@ -17,6 +17,7 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError
 
 from checkpoint_sql import cluster, dialects, engines
 from checkpoint_sql.admin import schema_status
@@ -106,7 +107,11 @@ def diagnose(db: Database, tables: SaverTables) -> Diagnosis:
     try:
         facts, status = db.run(_gather, tables, db.family)
     except EngineUnreachableError as exc:
-        found.add("connection", "fail", str(exc), _reach_advice(db.family))
+        found.add("connection", "fail", str(exc), _reach_advice(db.family, str(exc)))
+        return found
+    except DBAPIError as exc:  # connected, but the server answers no query
+        reason = str(exc.orig).strip().splitlines()[0] if exc.orig is not None else type(exc).__name__
+        found.add("connection", "fail", f"the server refuses queries: {reason}", _reach_advice(db.family, reason))
         return found
     found.facts.update(server=facts, schema=status.to_json())
     found.add("connection", "ok", f"connected; server {facts['version']}")
@@ -140,7 +145,9 @@ def _extra(family: str) -> str:
     return {"postgresql": "postgres", "mysql": "mysql"}.get(family, "all")
 
 
-def _reach_advice(family: str) -> str:
+def _reach_advice(family: str, reason: str) -> str:
+    if "WSREP" in reason:
+        return "this Galera node is not in the primary component; list every node in the URL (host=...&host=...)"
     if family == "sqlite":
         return "check that the directory exists and is writable"
     return "check that the server is running and that host, port, user, password and database name are right"

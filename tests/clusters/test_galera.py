@@ -26,8 +26,9 @@ import pytest
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.types import Command
 
-from checkpoint_sql import RetryingSaver, SQLSaver
+from checkpoint_sql import RetryingSaver, SQLSaver, migrate
 from checkpoint_sql.transient import is_transient
+from tests.cli_helpers import run
 from tests.clusters.load import (
     PATIENT,
     RetryLog,
@@ -90,6 +91,51 @@ def test_migrations_from_two_processes_on_each_node_at_once_run_once(
             assert cursor.fetchone() == (0,), "a migration lock was left behind"
     finally:
         conn.close()
+
+
+@pytest.mark.parametrize("holder", ["a node that left the cluster", "an ended session of this node"])
+def test_a_migration_lock_left_by_a_dead_holder_is_taken_over_at_once(
+    galera: GaleraCluster, galera_database: str, holder: str
+) -> None:
+    """A migrator killed with its node (or its session) leaves the lock row behind,
+    with most of its lease to run. The next `setup()` sees its holder is gone and
+    takes the lock over rather than waiting out the lease."""
+    node = galera.nodes[0]
+    conn = node.connect(galera_database)
+    try:
+        with conn.cursor() as cursor:
+            cursor.execute("SHOW STATUS LIKE 'wsrep_gcomm_uuid'")
+            row = cursor.fetchone()
+            assert row is not None
+            gone = "00000000-0000-0000-0000-000000000000/1" if holder.startswith("a node") else f"{row[1]}/999999"
+            cursor.execute(
+                "CREATE TABLE checkpoint_sql_migration_locks (name VARCHAR(64) NOT NULL PRIMARY KEY, "
+                "holder VARCHAR(100) NOT NULL, expires_at DOUBLE NOT NULL)"
+            )
+            cursor.execute(
+                "INSERT INTO checkpoint_sql_migration_locks VALUES ('checkpoint_sql saver .cpsql_', %s, %s)",
+                (gone, time.time() + 3600),
+            )
+    finally:
+        conn.close()
+    started = time.monotonic()
+    with SQLSaver.from_conn_string(node.url(galera_database)) as saver:
+        saver.setup()
+        target = saver.tables.migrations
+        assert saver.db.run(migrate.current, target) == migrate.head(target)
+    assert time.monotonic() - started < 5
+
+
+def test_doctor_reports_the_node_and_the_causal_reads_of_its_sessions(
+    galera: GaleraCluster, galera_database: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = galera.url(galera_database)
+    with SQLSaver.from_conn_string(url) as saver:
+        saver.setup()
+    doctor = run(capsys, "doctor", "--url", url, "--json").json
+    check = next(c for c in doctor["checks"] if c["name"] == "galera")
+    assert check["status"] == "ok", check
+    assert "Synced in a Primary component of 3 nodes" in check["detail"] and "wsrep_sync_wait=1" in check["detail"]
 
 
 def test_processes_writing_through_different_nodes_end_as_on_in_memory_saver(
@@ -227,11 +273,12 @@ def checkpoints_on(node: GaleraNode, database: str) -> int:
 
 
 def test_a_node_cut_off_from_the_cluster_is_skipped_and_its_refusal_is_transient(
-    galera: GaleraCluster, galera_database: str
+    galera: GaleraCluster, galera_database: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Isolated from its peers (``gmcast.isolate``), a node leaves the primary component
     and refuses every query with 1047, as while it leaves or rejoins. The classifier
-    calls that transient, and a URL listing it first connects to the next node."""
+    calls that transient, doctor says what it means, and a URL listing the node first
+    connects to the next one."""
     isolated = galera.nodes[2]
     with SQLSaver.from_conn_string(galera.url(galera_database)) as saver:
         saver.setup()
@@ -247,6 +294,10 @@ def test_a_node_cut_off_from_the_cluster_is_skipped_and_its_refusal_is_transient
             direct.get_tuple(config("any"))
         direct.close()
         assert "WSREP" in str(refused.value) and is_transient(refused.value), refused.value
+
+        doctor = run(capsys, "doctor", "--url", isolated.url(galera_database), "--json").json
+        connection = next(c for c in doctor["checks"] if c["name"] == "connection")
+        assert connection["status"] == "fail" and "primary component" in connection["advice"], connection
 
         with SQLSaver.from_conn_string(galera.url(galera_database, first=2)) as saver:
             assert saver.get_tuple(config("any")) is None
