@@ -236,10 +236,12 @@ def test_a_node_killed_under_load_loses_no_run_and_rejoins_with_the_same_rows(
     deadline = time.monotonic() + 120
     while checkpoints_on(survivor, galera_database) < 60 and time.monotonic() < deadline:
         time.sleep(0.05)
-    killed_at = time.monotonic()
-    victim.kill()
-    results = [runner_result(p) for p in processes]
+    with Progress(survivor, galera_database) as progress:
+        killed_at = time.monotonic()
+        victim.kill()
+        results = [runner_result(p) for p in processes]
     finished_after = time.monotonic() - killed_at
+    stall = progress.longest_pause(after=killed_at)
     outcomes = [o for r in results for o in r["outcomes"].values()]
     assert outcomes == [repr(reference())] * PROCESSES * RUNS_EACH
 
@@ -251,9 +253,42 @@ def test_a_node_killed_under_load_loses_no_run_and_rejoins_with_the_same_rows(
     errors = sorted({e for r in results for e in r["errors"]})
     print(
         f"\n[galera] node {victim.name} SIGKILLed under load: {len(outcomes)} runs identical to InMemorySaver, "
-        f"retries={sum(r['retries'] for r in results)}, runs done {finished_after:.1f} s after the kill, "
+        f"retries={sum(r['retries'] for r in results)}, commits stalled {stall:.1f} s (until the cluster "
+        f"evicted the node), runs done {finished_after:.1f} s after the kill, "
         f"rejoined in {rejoined:.1f} s with the same rows as the others ({rows}); errors retried: {errors}"
     )
+
+
+class Progress:
+    """Samples how many checkpoints `node` holds, every 50 ms, while in the block."""
+
+    def __init__(self, node: GaleraNode, database: str) -> None:
+        self.node, self.database = node, database
+        self.samples: list[tuple[float, int]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def __enter__(self) -> Progress:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.05):
+            self.samples.append((time.monotonic(), checkpoints_on(self.node, self.database)))
+
+    def longest_pause(self, *, after: float) -> float:
+        """The longest time after `after` during which no new checkpoint was committed."""
+        longest, since, last = 0.0, after, -1
+        for at, count in self.samples:
+            if at < after:
+                last = count
+            elif count != last:
+                longest, since, last = max(longest, at - since), at, count
+        return longest
 
 
 def checkpoints_on(node: GaleraNode, database: str) -> int:
