@@ -16,9 +16,11 @@ import signal
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from contextlib import suppress
 from pathlib import Path
 
+import psycopg
 import pymysql
 
 from tests.private_postgres import PrivatePostgres, server_binaries
@@ -45,11 +47,12 @@ def _owned_by(path: Path, user: str) -> None:
         shutil.chown(path, user, user)
 
 
-def _wait(what: str, ready: object, timeout: float) -> None:
+def _wait(what: str, ready: Callable[[], bool], timeout: float) -> None:
+    """Poll `ready()` (an error counts as not yet) until it is true or `timeout` passes."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         with suppress(Exception):
-            if ready():  # type: ignore[operator]
+            if ready():
                 return
         time.sleep(0.2)
     raise RuntimeError(f"{what} not ready after {timeout:g} s")
@@ -238,8 +241,6 @@ class FailoverPair:
         return bool(self._primary_scalar("SELECT count(*) FROM pg_stat_replication WHERE sync_state = 'sync'"))
 
     def _primary_scalar(self, sql: str) -> object:
-        import psycopg
-
         with psycopg.connect(self.primary.url, autocommit=True) as conn:
             row = conn.execute(sql).fetchone()
             return None if row is None else row[0]
@@ -304,8 +305,6 @@ class PgBouncer:
         _wait("pgbouncer", self._answers, 30)
 
     def _answers(self) -> bool:
-        import psycopg
-
         with psycopg.connect(self.url("postgres"), autocommit=True, prepare_threshold=None) as conn:
             return conn.execute("SELECT 1").fetchone() == (1,)
 
