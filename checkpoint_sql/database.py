@@ -295,6 +295,12 @@ class Database:
                 f"checkpoint_sql tables are missing in {self.masked_url}; call setup() "
                 f"(or `await asetup()`) once before use. Driver said: {str(exc.orig).strip().splitlines()[0]}"
             ) from exc
+        if dialects.is_pooled_prepared_statement(self.family, exc):
+            raise ConfigurationError(
+                f"a prepared statement went missing between transactions on {self.masked_url}: a transaction "
+                "pooler (PgBouncer in transaction mode) is in between; add prepare_threshold=none to the URL "
+                f"(or EngineOptions(prepare_threshold=None)). Driver said: {str(exc.orig).strip().splitlines()[0]}"
+            ) from exc
 
     # --- lifetime ---------------------------------------------------------------------
 

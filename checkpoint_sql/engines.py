@@ -23,6 +23,7 @@ from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from checkpoint_sql import cluster
 from checkpoint_sql.errors import ConfigurationError
 
 URL_ENV_VAR = "CHECKPOINT_SQL_URL"
@@ -152,7 +153,8 @@ class EngineOptions:
     """Seconds a SQLite writer waits for the write lock before failing as busy."""
     prepare_threshold: int | None = 5
     """psycopg's server-side prepare threshold; ``None`` disables prepared statements,
-    which PgBouncer in transaction mode requires."""
+    which PgBouncer in transaction mode requires. ``prepare_threshold=none`` in the URL
+    overrides it (see `checkpoint_sql.cluster`)."""
     pool_size: int = 5
     max_overflow: int = 10
     pool_recycle: int = 3600
@@ -162,6 +164,10 @@ class EngineOptions:
     """A pooled PostgreSQL/MySQL connection idle this many seconds (or older than a
     disconnect seen on the pool) is pinged before reuse; 0 pings at every checkout
     (SQLAlchemy's ``pool_pre_ping``), None never."""
+    galera_sync_wait: int = 1
+    """``wsrep_sync_wait`` bits each session on a Galera node adds: 1 (default) makes a
+    read wait until the node has applied every transaction committed anywhere in the
+    cluster before it; 0 leaves the server's setting."""
     echo: bool = False
 
     def __post_init__(self) -> None:
@@ -183,8 +189,14 @@ def create_engine_pair(url: URL, options: EngineOptions, *, want_async: bool) ->
     threshold; MySQL READ COMMITTED sessions (fewer gap locks, fewer deadlocks) and
     multi-statement queries.
     """
-    sync_url, async_url = driver_pair(url)
     backend = backend_of(url)
+    hosts: list[cluster.HostPort] = []
+    if backend in ("mysql", "mariadb"):
+        url, hosts = cluster.listed_hosts(url)
+    prepare_threshold = options.prepare_threshold
+    if backend == "postgresql":
+        url, prepare_threshold = cluster.prepare_threshold(url, prepare_threshold)
+    sync_url, async_url = driver_pair(url)
     kwargs: dict[str, Any] = {"echo": options.echo, "isolation_level": "AUTOCOMMIT", "pool_reset_on_return": None}
     if backend == "sqlite":
         kwargs["connect_args"] = {"timeout": options.busy_timeout, "check_same_thread": False}
@@ -202,7 +214,7 @@ def create_engine_pair(url: URL, options: EngineOptions, *, want_async: bool) ->
             pool_use_lifo=True,
         )
     if backend == "postgresql":
-        kwargs["connect_args"] = {"prepare_threshold": options.prepare_threshold}
+        kwargs["connect_args"] = {"prepare_threshold": prepare_threshold}
     elif backend in ("mysql", "mariadb"):
         kwargs["connect_args"] = {
             "charset": "utf8mb4",
@@ -219,6 +231,8 @@ def create_engine_pair(url: URL, options: EngineOptions, *, want_async: bool) ->
         _sqlite_pragmas(sync_side, wal=not is_sqlite_memory(sync_url), synchronous=options.sqlite_synchronous)
     elif options.ping_after_idle is not None:
         _ping_when_stale(sync_side, options.ping_after_idle)
+    if backend in ("mysql", "mariadb"):
+        cluster.connect_to_ready_node(sync_side, hosts, sync_wait=options.galera_sync_wait)
     return engine
 
 

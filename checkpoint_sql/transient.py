@@ -165,8 +165,13 @@ _MYSQL_TRANSIENT_CODES = frozenset(
         2006,  # CR_SERVER_GONE_ERROR
         2013,  # CR_SERVER_LOST
         2055,  # CR_SERVER_LOST_EXTENDED
+        1180,  # ER_ERROR_DURING_COMMIT: a Galera node lost the primary component while committing
     }
 )
+# Galera answers every query with ER_UNKNOWN_COM_ERROR (1047) while the node is not part of
+# the primary component: it is leaving, rejoining, or cut off from the majority. The same
+# number without "WSREP" in the message is a protocol error, which would repeat.
+_MYSQL_NODE_NOT_READY = 1047
 _MYSQL_REFUSED_CODES = frozenset(
     {
         1044,  # ER_DBACCESS_DENIED_ERROR
@@ -183,7 +188,10 @@ def _mysql_code(exc: BaseException) -> int | None:
 
 
 def _mysql_transient(exc: BaseException) -> bool:
-    return _mysql_code(exc) in _MYSQL_TRANSIENT_CODES
+    code = _mysql_code(exc)
+    if code == _MYSQL_NODE_NOT_READY:
+        return "wsrep" in str(exc).lower()
+    return code in _MYSQL_TRANSIENT_CODES
 
 
 def _mysql_refused(exc: BaseException) -> bool:

@@ -5,7 +5,9 @@ the command or setting that fixes it.
 
 from __future__ import annotations
 
+import os
 import platform
+import socket
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -15,8 +17,9 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError
 
-from checkpoint_sql import dialects, engines
+from checkpoint_sql import cluster, dialects, engines
 from checkpoint_sql.admin import schema_status
 from checkpoint_sql.admin.threads import human_bytes
 from checkpoint_sql.database import Database
@@ -104,7 +107,11 @@ def diagnose(db: Database, tables: SaverTables) -> Diagnosis:
     try:
         facts, status = db.run(_gather, tables, db.family)
     except EngineUnreachableError as exc:
-        found.add("connection", "fail", str(exc), _reach_advice(db.family))
+        found.add("connection", "fail", str(exc), _reach_advice(db.family, str(exc)))
+        return found
+    except DBAPIError as exc:  # connected, but the server answers no query
+        reason = str(exc.orig).strip().splitlines()[0] if exc.orig is not None else type(exc).__name__
+        found.add("connection", "fail", f"the server refuses queries: {reason}", _reach_advice(db.family, reason))
         return found
     found.facts.update(server=facts, schema=status.to_json())
     found.add("connection", "ok", f"connected; server {facts['version']}")
@@ -114,6 +121,10 @@ def diagnose(db: Database, tables: SaverTables) -> Diagnosis:
         _check_sqlite(found, facts)
     elif db.family == "mysql":
         _check_mysql(found, facts)
+        _check_galera(found, db.run(_galera_facts))
+    else:
+        _check_standby(found, db.run(_in_recovery))
+        _check_pooler(found, *_pooling(db))
     return found
 
 
@@ -134,7 +145,9 @@ def _extra(family: str) -> str:
     return {"postgresql": "postgres", "mysql": "mysql"}.get(family, "all")
 
 
-def _reach_advice(family: str) -> str:
+def _reach_advice(family: str, reason: str) -> str:
+    if "WSREP" in reason:
+        return "this Galera node is not in the primary component; list every node in the URL (host=...&host=...)"
     if family == "sqlite":
         return "check that the directory exists and is writable"
     return "check that the server is running and that host, port, user, password and database name are right"
@@ -221,3 +234,101 @@ def _check_mysql(found: Diagnosis, facts: dict[str, Any]) -> None:
         )
     else:
         found.add("max_allowed_packet", "ok", human_bytes(packet))
+
+
+# --- replicated servers and poolers ------------------------------------------------------
+
+
+def _galera_facts(conn: Connection) -> dict[str, str] | None:
+    if not cluster.is_galera(conn):
+        return None
+    rows = conn.exec_driver_sql(
+        "SHOW STATUS WHERE Variable_name IN ('wsrep_cluster_size', 'wsrep_cluster_status', 'wsrep_local_state_comment')"
+    )
+    facts = {str(name): str(value) for name, value in rows}
+    facts["wsrep_sync_wait"] = str(conn.exec_driver_sql("SELECT @@wsrep_sync_wait").scalar())
+    return facts
+
+
+def _check_galera(found: Diagnosis, facts: dict[str, str] | None) -> None:
+    if facts is None:
+        return
+    found.facts["galera"] = facts
+    detail = (
+        f"node {facts.get('wsrep_local_state_comment')} in a {facts.get('wsrep_cluster_status')} "
+        f"component of {facts.get('wsrep_cluster_size')} nodes; wsrep_sync_wait={facts['wsrep_sync_wait']}"
+    )
+    healthy = facts.get("wsrep_cluster_status") == "Primary" and facts.get("wsrep_local_state_comment") == "Synced"
+    found.add(
+        "galera",
+        "ok" if healthy else "warn",
+        detail,
+        None if healthy else "this node does not serve clients now; list every node in the URL (host=...&host=...)",
+    )
+
+
+def _in_recovery(conn: Connection) -> bool:
+    return bool(conn.exec_driver_sql("SELECT pg_is_in_recovery()").scalar())
+
+
+def _check_standby(found: Diagnosis, in_recovery: bool) -> None:
+    found.facts["in_recovery"] = in_recovery
+    if in_recovery:
+        found.add(
+            "standby",
+            "info",
+            "a hot standby: reads (threads, history, show, read-only stores) work, writes fail",
+            "for writes, name the primary too with target_session_attrs=read-write (host=...&host=...)",
+        )
+
+
+def _pooling(db: Database) -> tuple[bool | None, bool, int | None]:
+    """Whether a transaction pooler (PgBouncer in transaction mode) sits between us and
+    the server; whether any proxy does; and the prepare threshold in use.
+
+    Under transaction pooling a server session is handed to whichever client runs the
+    next transaction, so a second client connection opened while the first is idle
+    gets the *same* server backend: two connections seeing one `pg_backend_pid()` is
+    proof. A proxy of any kind shows as the server seeing another client port than
+    our socket's. None: not conclusive (a busy pooler may hand out another backend).
+    """
+    engine = db.sync_engine
+    with engine.connect() as first, engine.connect() as second:
+        pid = first.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+        other, seen_port = second.exec_driver_sql("SELECT pg_backend_pid(), inet_client_port()").one()
+        raw = second.connection.dbapi_connection
+        threshold = getattr(raw, "prepare_threshold", None)
+        our_port = _local_port(raw)
+    proxied = seen_port is not None and our_port is not None and seen_port != our_port
+    return (True if pid == other else None), proxied, threshold
+
+
+def _local_port(raw: Any) -> int | None:
+    try:
+        with socket.socket(fileno=os.dup(raw.pgconn.socket)) as sock:
+            address = sock.getsockname()
+    except (AttributeError, OSError):
+        return None
+    return int(address[1]) if isinstance(address, tuple) else None
+
+
+def _check_pooler(found: Diagnosis, transaction_pooling: bool | None, proxied: bool, threshold: int | None) -> None:
+    found.facts["pooler"] = {"transaction_pooling": transaction_pooling, "proxied": proxied}
+    if transaction_pooling:
+        if threshold is None:
+            found.add("pooler", "ok", "transaction pooling (PgBouncer?); server-side prepared statements are off")
+        else:
+            found.add(
+                "pooler",
+                "fail",
+                f"transaction pooling (PgBouncer?) with prepared statements on (prepare_threshold={threshold}): "
+                "a statement prepared in one server session is missing in the next",
+                "add prepare_threshold=none to the URL (or EngineOptions(prepare_threshold=None))",
+            )
+    elif proxied:
+        found.add(
+            "pooler",
+            "info",
+            "connections go through a proxy or pooler (session pooling, or too busy to tell)",
+            None if threshold is None else "if it pools transactions, add prepare_threshold=none to the URL",
+        )
