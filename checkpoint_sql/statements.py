@@ -126,11 +126,13 @@ class SaverStatements:
 
         # --- reading (hot path)
         self.row_columns = tuple(cp.c[name] for name in CHECKPOINT_COLUMNS)
-        self.key_columns = (cp.c.thread_key, cp.c.ns_key, cp.c.checkpoint_id)
-        latest = sa.select(*self.key_columns).where(here).order_by(cp.c.checkpoint_id.desc()).limit(1)
-        exact_keys = sa.select(*self.key_columns).where(here, cp.c.checkpoint_id == bindparam("checkpoint_id"))
+        key_columns = (cp.c.thread_key, cp.c.ns_key, cp.c.checkpoint_id)
+        self.page_columns = key_columns if dialects.page_holds_keys_only(family) else self.row_columns
+        """What a read's page CTE selects; `_with_children` adds the rest."""
+        latest = sa.select(*self.page_columns).where(here).order_by(cp.c.checkpoint_id.desc()).limit(1)
+        exact_page = sa.select(*self.page_columns).where(here, cp.c.checkpoint_id == bindparam("checkpoint_id"))
         self.read_latest = Prepared(self._with_children(latest))
-        self.read_exact = Prepared(self._with_children(exact_keys))
+        self.read_exact = Prepared(self._with_children(exact_page))
         exact = sa.select(*self.row_columns).where(here, cp.c.checkpoint_id == bindparam("checkpoint_id"))
 
         # --- writing (hot path)
@@ -215,38 +217,41 @@ class SaverStatements:
     # --- reading -----------------------------------------------------------------------
 
     def _with_children(self, page: sa.Select[Any]) -> sa.CompoundSelect[Any]:
-        """The checkpoints `page` selects (by their primary key columns), with the
-        blobs their versions point at and their pending writes, as one UNION ALL: one
-        round trip for any page size.
+        """The checkpoints `page` selects (its `page_columns`), with the blobs their
+        versions point at and their pending writes, as one UNION ALL: one round trip
+        for any page size.
 
-        The page holds keys only and each part joins back to the checkpoint rows by
-        primary key: MariaDB materializes a CTE for each reference, and one holding
-        BLOB or TEXT columns goes to an on-disk temporary table (three per read,
-        1.3 ms). Blobs are joined through the distinct (thread, namespace, channel,
-        version) keys of the page, so a value shared by several checkpoints is sent
-        once. Rows come back unordered; the caller orders the checkpoints.
+        Blobs are joined through the distinct (thread, namespace, channel, version)
+        keys of the page, so a value shared by several checkpoints is sent once. Where
+        the page holds primary keys only (see `dialects.page_holds_keys_only`), each
+        part joins back to the checkpoint rows. Rows come back unordered; the caller
+        orders the checkpoints.
         """
         cp, bl, wr = self.tables.checkpoints, self.tables.blobs, self.tables.writes
         null = self._null
         keyed = page.cte("cpsql_page")
-        rows = cp.join(
-            keyed,
-            sa.and_(
-                cp.c.thread_key == keyed.c.thread_key,
-                cp.c.ns_key == keyed.c.ns_key,
-                cp.c.checkpoint_id == keyed.c.checkpoint_id,
-            ),
-        )
-        pairs, channel, version = dialects.version_pairs(self.family, cp.c.versions, "cpsql_pairs")
+        rows: sa.FromClause = keyed
+        source: sa.FromClause = keyed
+        if dialects.page_holds_keys_only(self.family):
+            rows = keyed.join(
+                cp,
+                sa.and_(
+                    cp.c.thread_key == keyed.c.thread_key,
+                    cp.c.ns_key == keyed.c.ns_key,
+                    cp.c.checkpoint_id == keyed.c.checkpoint_id,
+                ),
+            )
+            source = cp
+        pairs, channel, version = dialects.version_pairs(self.family, source.c.versions, "cpsql_pairs")
         keys = (
-            sa.select(cp.c.thread_key, cp.c.ns_key, channel.label("channel"), version.label("version"))
+            sa.select(source.c.thread_key, source.c.ns_key, channel.label("channel"), version.label("version"))
             .select_from(rows, pairs)
             .distinct()
             .subquery("cpsql_keys")
         )
         checkpoints = sa.select(
             sa.literal_column(str(PART_CHECKPOINT)).label("part"),
-            *(cp.c[name] for name in CHECKPOINT_COLUMNS),
+            *(source.c[name] for name in CHECKPOINT_COLUMNS),
             null(sa.Integer()),
         ).select_from(rows)
         joined, found = dialects.join_by_key(self.family, keys, bl, ("thread_key", "ns_key", "channel", "version"))
@@ -327,7 +332,7 @@ class SaverStatements:
         if shape.after:
             position = [bindparam(f"after{i}", type_=c.type) for i, c in enumerate(order)]
             where.append(order[0] < position[0] if len(order) == 1 else tuple_(*order) < tuple_(*position))
-        page = sa.select(*self.key_columns).where(*where).order_by(*(c.desc() for c in order))
+        page = sa.select(*self.page_columns).where(*where).order_by(*(c.desc() for c in order))
         found = self._list_pages[shape] = Prepared(self._with_children(page.limit(bindparam("limit"))))
         return found
 

@@ -32,29 +32,40 @@ def _saver_on(engine: str, tmp_path: Path) -> Iterator[SQLSaver]:
 
 
 @pytest.fixture
-def pg_saver(tmp_path: Path) -> Iterator[SQLSaver]:
-    yield from _saver_on("postgresql", tmp_path)
-
-
-@pytest.fixture
 def mariadb_saver(tmp_path: Path) -> Iterator[SQLSaver]:
     yield from _saver_on("mysql", tmp_path)
 
 
-def test_postgresql_reads_each_blob_by_primary_key_however_many_there_are(pg_saver: SQLSaver) -> None:
-    saver = pg_saver
+def _read_plan(saver: SQLSaver, statement: Any, params: dict[str, Any]) -> str:
+    """The engine's plan for one read, as text."""
+    with saver.db.sync_engine.connect() as conn:
+        compiled = statement.compiled(conn.dialect)
+        explain = {"sqlite": "EXPLAIN QUERY PLAN ", "postgresql": "EXPLAIN ", "mysql": "EXPLAIN "}[saver.db.family]
+        if saver.db.family == "postgresql":
+            for table in (saver.tables.checkpoints, saver.tables.blobs):
+                conn.exec_driver_sql(f"ANALYZE {table.name}")
+        return "\n".join(repr(r) for r in conn.exec_driver_sql(explain + compiled.sql, compiled.bind(params)))
+
+
+def test_a_read_looks_checkpoints_and_blobs_up_by_key_however_many_there_are(saver: SQLSaver) -> None:
     for t in range(60):
         put_chain(saver, f"filler-{t}", 5)
     put_chain(saver, "t", 3)
-    with saver.db.sync_engine.connect() as conn:
-        conn.exec_driver_sql(f"ANALYZE {saver.tables.blobs.name}")
-        conn.exec_driver_sql(f"ANALYZE {saver.tables.checkpoints.name}")
-        compiled = saver._st.read_latest.compiled(conn.dialect)
-        plan = "\n".join(
-            r[0] for r in conn.exec_driver_sql("EXPLAIN " + compiled.sql, compiled.bind(_read_params("t")))
-        )
-    assert f"Seq Scan on {saver.tables.blobs.name}" not in plan, plan
-    assert f"Index Scan using {saver.tables.blobs.name}_pkey" in plan, plan
+    latest = _read_plan(saver, saver._st.read_latest, _read_params("t"))
+    page = _read_plan(
+        saver,
+        saver._st.list_page(saver._list_plan(config("t"), None, None, 10).shape),
+        {**_read_params("t"), "limit": 10},
+    )
+    for plan in (latest, page):
+        cp, bl = saver.tables.checkpoints.name, saver.tables.blobs.name
+        if saver.db.family == "sqlite":
+            assert f"SCAN {cp}" not in plan and f"SCAN {bl}" not in plan, plan
+        elif saver.db.family == "postgresql":
+            assert f"Seq Scan on {cp}" not in plan and f"Seq Scan on {bl}" not in plan, plan
+            assert f"Index Scan using {bl}_pkey" in plan, plan
+        else:
+            assert f"'{cp}', 'ALL'" not in plan and f"'{bl}', 'ALL'" not in plan, plan
 
 
 def test_mariadb_reads_need_no_on_disk_temporary_table(mariadb_saver: SQLSaver) -> None:
