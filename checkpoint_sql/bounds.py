@@ -10,8 +10,9 @@ call means the same on SQLite, PostgreSQL and MySQL/MariaDB:
 - strings are valid Unicode (no lone surrogates, which UTF-8 cannot encode) and hold
   no NUL character (PostgreSQL's text and JSONB cannot store it);
 - JSON documents have string keys only (JSON would turn ``1`` into ``"1"``), finite
-  numbers, bounded nesting, and no float that PostgreSQL's JSONB reads back as an
-  int (an integral float of 1e16 or more, which it prints without exponent);
+  numbers, bounded nesting, and no float that PostgreSQL's JSONB reads back
+  otherwise: an integral float of 1e16 or more (printed without exponent, so read
+  as an int) or -0.0 (its numeric type has no negative zero);
 - durations and times stay within what `datetime` arithmetic can represent.
 """
 
@@ -34,6 +35,9 @@ MAX_DEPTH = 100
 MAX_SECONDS = float(timedelta(days=365 * 1000).total_seconds())
 """Longest duration accepted (a thousand years): any later instant still fits a
 `datetime` and every engine's timestamp."""
+
+MIN_SECONDS = 1e-6
+"""Shortest duration accepted: a microsecond, the resolution of stored times."""
 
 _EXACT_FLOAT = 1e16
 """From here on, an integral float reads back from JSONB as an int (see module doc)."""
@@ -73,12 +77,13 @@ def check_string(value: str, what: str, *, error: type[CheckpointSQLError] = Inv
 
 
 def check_seconds(value: Any, what: str, *, error: type[CheckpointSQLError] = InvalidArgumentError) -> float:
-    """A positive, finite duration of at most `MAX_SECONDS`, in seconds or a timedelta."""
+    """A duration in seconds or a timedelta, from a microsecond (the resolution of
+    stored times: anything shorter would be stored as zero) to `MAX_SECONDS`."""
     seconds = value.total_seconds() if isinstance(value, timedelta) else value
-    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not 0 < seconds <= MAX_SECONDS:
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not MIN_SECONDS <= seconds <= MAX_SECONDS:
         raise error(
-            f"{what} must be a positive number of seconds (at most {MAX_SECONDS:.0f}, a thousand years) "
-            f"or a timedelta, not {_preview(value)}"
+            f"{what} must be a positive number of seconds (from a microsecond to {MAX_SECONDS:.0f}, a "
+            f"thousand years) or a timedelta, not {_preview(value)}"
         )
     return float(seconds)
 
@@ -114,6 +119,8 @@ def _check_member(value: Any, path: str, depth: int, error: type[CheckpointSQLEr
                 f"{path} is the float {value!r}, which PostgreSQL's JSONB reads back as an int; "
                 "store it as a string or an int"
             )
+        if value == 0 and math.copysign(1, value) < 0:
+            raise error(f"{path} is -0.0, which PostgreSQL's JSONB reads back as 0.0; store 0.0")
     elif depth >= MAX_DEPTH:
         raise error(f"{path[:80]}... is nested over {MAX_DEPTH} levels deep (or refers to itself)")
     elif isinstance(value, Mapping):

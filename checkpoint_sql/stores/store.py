@@ -401,8 +401,12 @@ async def _nothing() -> list[list[float]]:
 
 
 def _positive(value: Any, what: str) -> float:
-    """A positive number of minutes, at most `bounds.MAX_SECONDS` long."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= bounds.MAX_SECONDS / 60:
+    """A positive number of minutes, within `bounds.check_seconds`'s range."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not bounds.MIN_SECONDS <= value * 60 <= bounds.MAX_SECONDS
+    ):
         raise InvalidArgumentError(
             f"{what} must be a positive number of minutes (at most {bounds.MAX_SECONDS / 60:.0f}), not {preview(value)}"
         )
