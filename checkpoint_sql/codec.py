@@ -14,6 +14,7 @@ path binds them on the DBAPI cursor directly (`prepared.py`).
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -32,6 +33,7 @@ from langgraph.checkpoint.base import (
 )
 from langgraph.checkpoint.serde.base import SerializerProtocol
 
+from checkpoint_sql import bounds
 from checkpoint_sql.dialects import canonical_json
 from checkpoint_sql.errors import InvalidArgumentError, SerializationError
 from checkpoint_sql.ids import Address, checkpoint_id_of
@@ -78,55 +80,74 @@ def load_json(value: Any) -> Any:
 
 
 def version_text(version: Any, channel: str) -> str:
-    """A channel version as stored in a blob key; LangGraph uses ints or strings. It is
-    also how each engine renders the version from the JSON list, so the two join."""
+    """A channel version as stored: the blob row's key, and the text the checkpoint
+    row's JSON list holds for it (`versions_json`). LangGraph uses ints or strings;
+    floats are accepted too. ``str`` of the version read back (`channel_versions`)
+    gives this text again, exactly."""
     if isinstance(version, bool) or not isinstance(version, (str, int, float)):
         raise InvalidArgumentError(
             f"version of channel {channel!r} must be a str, int or float, not {type(version).__name__}"
         )
+    if isinstance(version, int) and version.bit_length() > _VERSION_BITS:
+        raise InvalidArgumentError(f"version of channel {channel!r} is an int of more than {VERSION_MAX} digits")
+    if isinstance(version, float) and not math.isfinite(version):
+        raise InvalidArgumentError(f"version of channel {channel!r} is {version!r}; a version must be finite")
     text = str(version)
-    if len(text) > VERSION_MAX or not text.isascii():
-        raise InvalidArgumentError(f"version {text!r:.80} of channel {channel!r} is not a short ASCII string")
+    if not text or len(text) > VERSION_MAX or not text.isascii() or not text.isprintable():
+        raise InvalidArgumentError(
+            f"version {text!r:.80} of channel {channel!r} is not a short printable ASCII string "
+            f"(at most {VERSION_MAX} characters)"
+        )
     return text
+
+
+_VERSION_BITS = int(VERSION_MAX * math.log2(10)) - 4
+"""Bits of the largest int version whose decimal text surely fits `VERSION_MAX`."""
+
+_NUMBER_KINDS: dict[str, type[int] | type[float]] = {"int": int, "float": float}
+
+
+def versions_json(versions: Mapping[str, Any]) -> str:
+    """A checkpoint's channel versions as stored: ``[[channel, text], ...]``, with the
+    version always as its `version_text` string, so that every engine's JSON functions
+    render it exactly as the blob row's key (a JSON number would come out as
+    ``1.1805916207174113e+21`` from SQLite for ``2**70``); a third element tells a
+    number's type, so it reads back as the int or float that was put."""
+    pairs: list[list[str]] = []
+    for channel, version in versions.items():
+        text = version_text(version, check_name(channel, "channel name"))
+        pairs.append([channel, text] if isinstance(version, str) else [channel, text, type(version).__name__])
+    return canonical_json(pairs)
+
+
+def _version_pairs(row: Row) -> list[tuple[str, Any]]:
+    """(channel, version) as put, from a row's ``versions``. Rows written before
+    versions were stored as strings hold the JSON value itself."""
+    return [
+        (pair[0], _NUMBER_KINDS[pair[2]](pair[1]) if len(pair) == 3 else pair[1]) for pair in load_json(row["versions"])
+    ]
 
 
 def check_name(name: Any, what: str) -> str:
     if not isinstance(name, str) or not name or len(name) > NAME_MAX:
         raise InvalidArgumentError(f"{what} must be a non-empty str of at most {NAME_MAX} characters, not {name!r:.80}")
-    return name
-
-
-def _strip_nul(value: Any) -> Any:
-    """NUL removed from every string, as LangGraph does for top-level metadata, since
-    PostgreSQL's JSONB cannot hold it."""
-    if isinstance(value, str):
-        return value.replace("\x00", "")
-    if isinstance(value, dict):
-        return {_strip_nul(k): _strip_nul(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_strip_nul(v) for v in value]
-    return value
+    return bounds.check_string(name, what)
 
 
 def metadata_json(config: RunnableConfig, metadata: CheckpointMetadata) -> tuple[str, dict[str, Any]]:
-    """The metadata as stored (LangGraph's merge of config metadata) and its JSON text."""
+    """The metadata as stored (LangGraph's merge of config metadata) and its JSON text.
+
+    Refused with `SerializationError` unless every engine stores it exactly (see
+    `bounds.check_json`): a NUL, a lone surrogate, a non-string key... is named, not
+    stripped or converted. It is checked before LangGraph's merge, which would strip
+    NUL from top-level strings; what the merge adds from the config is checked too."""
+    if not isinstance(metadata, Mapping):
+        raise SerializationError(f"metadata must be a dict, not {type(metadata).__name__}")
+    bounds.check_json(metadata, "metadata", error=SerializationError)
     document: dict[str, Any] = dict(get_serializable_checkpoint_metadata(config, metadata))
-    try:
-        text = canonical_json(document)
-        if "\\u0000" in text:  # rare: strip NUL everywhere, then encode again
-            document = _strip_nul(document)
-            text = canonical_json(document)
-        return text, document
-    except (TypeError, ValueError):
-        for key, value in document.items():
-            try:
-                canonical_json(value)
-            except (TypeError, ValueError) as exc:
-                raise SerializationError(
-                    f"metadata[{key!r}] is not JSON ({type(value).__name__}: {exc}); checkpoint "
-                    "metadata is stored as JSON so that list(filter=...) can query it"
-                ) from None
-        raise
+    for key in document.keys() - metadata.keys():
+        bounds.check_json(document[key], f"metadata[{key!r}] (from the config)", error=SerializationError)
+    return canonical_json(document), document
 
 
 def created_us(checkpoint: Checkpoint) -> int:
@@ -209,9 +230,11 @@ def prepare_put(
             }
         )
     versions = checkpoint.get("channel_versions", {})
-    for channel, version in versions.items():
-        check_name(channel, "channel name")
-        version_text(version, channel)
+    if not isinstance(versions, Mapping):
+        raise InvalidArgumentError(
+            f"put: checkpoint['channel_versions'] must be a mapping, not {type(versions).__name__}"
+        )
+    versions_text = versions_json(versions)
     body = {k: v for k, v in checkpoint.items() if k not in ("channel_values", "channel_versions")}
     body_type, body_data = dump(serde, body, where)
     metadata_text, document = metadata_json(config, metadata)
@@ -226,7 +249,7 @@ def prepare_put(
         "type": body_type,
         "checkpoint": body_data,
         "metadata": metadata_text,
-        "versions": canonical_json([[c, v] for c, v in versions.items()]),
+        "versions": versions_text,
         "run_id": None if run_id is None else check_name(str(run_id), "metadata['run_id']"),
         "created_us": created_us(checkpoint),
     }
@@ -336,12 +359,12 @@ def split_union(rows: Iterable[Sequence[Any]]) -> Loaded:
 
 
 def channel_versions(row: Row) -> dict[str, Any]:
-    return {channel: version for channel, version in load_json(row["versions"])}
+    return dict(_version_pairs(row))
 
 
 def blob_keys(row: Row) -> list[BlobKey]:
     """The blob keys a checkpoint's channel versions point at."""
-    return [(row["thread_key"], row["ns_key"], c, str(v)) for c, v in load_json(row["versions"])]
+    return [(row["thread_key"], row["ns_key"], c, str(v)) for c, v in _version_pairs(row)]
 
 
 def sorted_writes(rows: Iterable[Row]) -> list[Row]:

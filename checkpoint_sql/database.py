@@ -24,12 +24,12 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from sqlalchemy.engine import URL, Connection, Engine
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DataError, DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.util import greenlet_spawn
 
 from checkpoint_sql import dialects, engines, group_commit
-from checkpoint_sql.errors import ConfigurationError, EngineUnreachableError, SchemaNotReadyError
+from checkpoint_sql.errors import ConfigurationError, EngineUnreachableError, InvalidArgumentError, SchemaNotReadyError
 from checkpoint_sql.links import HeldConnections, Link
 
 T = TypeVar("T")
@@ -281,6 +281,10 @@ class Database:
         except DBAPIError as exc:
             self._translate(exc)
             raise
+        except (OverflowError, UnicodeEncodeError) as exc:  # the driver refused to bind a value
+            raise InvalidArgumentError(
+                f"a value of this call cannot be sent to {self.masked_url}: {type(exc).__name__}: {exc}"
+            ) from exc
 
     def _unreachable(self, exc: Exception) -> EngineUnreachableError:
         cause = exc.orig if isinstance(exc, DBAPIError) else exc
@@ -300,6 +304,10 @@ class Database:
                 f"a prepared statement went missing between transactions on {self.masked_url}: a transaction "
                 "pooler (PgBouncer in transaction mode) is in between; add prepare_threshold=none to the URL "
                 f"(or EngineOptions(prepare_threshold=None)). Driver said: {str(exc.orig).strip().splitlines()[0]}"
+            ) from exc
+        if isinstance(exc, DataError):  # a value of the call that the column refuses: never transient
+            raise InvalidArgumentError(
+                f"{self.masked_url} refused a value of this call: {str(exc.orig).strip().splitlines()[0]}"
             ) from exc
 
     # --- lifetime ---------------------------------------------------------------------

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import struct
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from typing import Any, Literal
@@ -152,29 +152,47 @@ def upsert(family: Family, table: sa.Table, update: Sequence[str]) -> Insert:
     )
 
 
-def json_filter(family: Family, key: str, value: Any) -> tuple[str, str, Any]:
-    """How `json_member_equals` matches ``metadata[key] == value`` on this engine: the
-    kind of comparison (part of the SQL's shape) and the two bound values (what locates
-    the key, what it must equal).
+def json_filters(family: Family, key: str, value: Any) -> list[tuple[str, str, Any]]:
+    """How `json_member_equals` matches ``metadata[key] == value`` on this engine: one
+    or more tests, each the kind of comparison (part of the SQL's shape) and the two
+    bound values (what locates the member, what it must equal).
 
-    Equality is typed as in Python (``"1"`` does not match ``1``) and ``None`` matches
-    null or absent. Callers must first reject keys containing ``"`` or ``\\``, which
-    a JSON path in SQLite or MySQL cannot quote.
+    Equality is as in Python and LangGraph's `InMemorySaver`, on every engine: numbers
+    by value (``1`` matches ``1.0``, also inside objects and arrays), strings exactly
+    (``"1"`` does not match ``1``), booleans only as booleans, objects and arrays
+    member by member, and a top-level ``None`` matches null or absent. PostgreSQL's
+    JSONB equality is exactly that; SQLite and MySQL compare JSON as text, so there a
+    nested value becomes one test per member plus a test of each container's kind and
+    size. Callers must first reject keys containing ``"`` or ``\\``, which a JSON
+    path in SQLite or MySQL cannot quote.
     """
+    if family == "postgresql":
+        return [("null" if value is None else "json", key, canonical_json(value))]
+    return list(_member_tests(f'$."{key}"', value, top=True))
+
+
+def metadata_tests(family: Family, filter: Mapping[str, Any]) -> list[tuple[str, str, Any]]:
+    """`json_filters` of every key of a metadata filter, in order."""
+    return [test for key, value in filter.items() for test in json_filters(family, key, value)]
+
+
+def _member_tests(path: str, value: Any, *, top: bool = False) -> Iterator[tuple[str, str, Any]]:
     if value is None:
-        kind = "null"
+        yield ("null" if top else "is_null"), path, None
     elif isinstance(value, bool):
-        kind = "true" if value else "false"
+        yield ("true" if value else "false"), path, None
     elif isinstance(value, str):
-        kind = "text"
+        yield "text", path, value
     elif isinstance(value, (int, float)):
-        kind = "number"
+        yield "number", path, value
+    elif isinstance(value, Mapping):
+        yield "object", path, len(value)
+        for member_key, member in value.items():
+            yield from _member_tests(f'{path}."{member_key}"', member)
     else:
-        kind = "json"
-    locator = key if family == "postgresql" else f'$."{key}"'
-    if family == "sqlite" and kind in ("text", "number"):
-        return kind, locator, value  # json_extract yields SQL scalars to compare with
-    return kind, locator, canonical_json(value)
+        yield "array", path, len(value)
+        for i, member in enumerate(value):
+            yield from _member_tests(f"{path}[{i}]", member)
 
 
 def json_member_equals(
@@ -184,8 +202,8 @@ def json_member_equals(
     locator: sa.BindParameter[Any],
     value: sa.BindParameter[Any],
 ) -> sa.ColumnElement[bool]:
-    """``column[key] == value`` for a top-level key of a JSON object, as planned by
-    `json_filter` (both arguments bound, never spliced into the SQL)."""
+    """One test of `json_filters` on `column`, a JSON object (both arguments bound,
+    never spliced into the SQL)."""
     if family == "postgresql":
         member = column.op("->", return_type=postgresql.JSONB())(sa.cast(locator, sa.Text()))
         if kind == "null":
@@ -193,25 +211,42 @@ def json_member_equals(
         return member == sa.cast(value, postgresql.JSONB())
     if family == "mysql":
         extracted = sa.func.json_extract(column, locator)
+        json_kind = sa.func.json_type(extracted)
         if kind == "null":
-            return sa.or_(extracted.is_(None), sa.func.json_type(extracted) == sa.literal_column("'NULL'"))
-        # MariaDB's JSON is text in the column's collation: compare bytes, not letters.
-        expected = sa.func.json_extract(sa.cast(value, sa.Text()), sa.literal_column("'$'"))
-        return sa.cast(extracted, sa.LargeBinary()) == sa.cast(expected, sa.LargeBinary())
+            return sa.or_(extracted.is_(None), json_kind == sa.literal_column("'NULL'"))
+        if kind == "is_null":
+            return json_kind == sa.literal_column("'NULL'")
+        if kind in ("true", "false"):
+            return sa.and_(
+                json_kind == sa.literal_column("'BOOLEAN'"),
+                sa.cast(extracted, sa.LargeBinary()) == sa.literal_column(f"'{kind}'"),
+            )
+        if kind == "text":
+            # MariaDB's JSON is text in the column's collation: compare bytes, not letters.
+            return sa.and_(
+                json_kind == sa.literal_column("'STRING'"),
+                sa.cast(sa.func.json_unquote(extracted), sa.LargeBinary()) == sa.cast(value, sa.LargeBinary()),
+            )
+        if kind == "number":
+            return sa.and_(
+                json_kind.in_([sa.literal_column("'INTEGER'"), sa.literal_column("'DOUBLE'")]),
+                sa.cast(extracted, mysql.DOUBLE()) == sa.cast(value, mysql.DOUBLE()),
+            )
+        size = sa.func.json_length(column, locator)
+        return sa.and_(json_kind == sa.literal_column(f"'{kind.upper()}'"), size == value)
     json_kind = sa.func.json_type(column, locator)
     if kind == "null":
         return sa.or_(json_kind.is_(None), json_kind == sa.literal_column("'null'"))
-    if kind in ("true", "false"):
-        return json_kind == sa.literal_column(f"'{kind}'")
+    if kind in ("is_null", "true", "false", "object", "array"):
+        test = json_kind == sa.literal_column(f"'{'null' if kind == 'is_null' else kind}'")
+        if kind in ("object", "array"):
+            members = sa.func.json_each(column, locator).table_valued("key")
+            return sa.and_(test, sa.select(sa.func.count()).select_from(members).scalar_subquery() == value)
+        return test
     extracted = sa.func.json_extract(column, locator)
     if kind == "text":
         return sa.and_(json_kind == sa.literal_column("'text'"), extracted == value)
-    if kind == "number":
-        return sa.and_(json_kind.in_([sa.literal_column("'integer'"), sa.literal_column("'real'")]), extracted == value)
-    return sa.and_(
-        json_kind.in_([sa.literal_column("'object'"), sa.literal_column("'array'")]),
-        extracted == sa.func.json(value),
-    )
+    return sa.and_(json_kind.in_([sa.literal_column("'integer'"), sa.literal_column("'real'")]), extracted == value)
 
 
 def typed_null(family: Family, type_: TypeEngine[Any]) -> sa.ColumnElement[Any]:

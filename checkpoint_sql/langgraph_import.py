@@ -240,7 +240,7 @@ class _Builder:
                 "type": type_,
                 "checkpoint": data,
                 "metadata": dialects.canonical_json(metadata),
-                "versions": dialects.canonical_json([[c, v] for c, v in checkpoint["channel_versions"].items()]),
+                "versions": codec.versions_json(checkpoint["channel_versions"]),
                 "run_id": None if run_id is None else str(run_id),
                 "created_us": codec.created_us(checkpoint),  # type: ignore[arg-type]
             }

@@ -36,7 +36,7 @@ import sqlalchemy as sa
 from sqlalchemy import bindparam
 from sqlalchemy.engine import Connection
 
-from checkpoint_sql import codec, operations
+from checkpoint_sql import bounds, codec, operations
 from checkpoint_sql.calls import Call, Job, Progress
 from checkpoint_sql.errors import InvalidArgumentError
 from checkpoint_sql.ids import key_of, thread_id_of
@@ -59,7 +59,7 @@ def parse_duration(text: str) -> timedelta:
     seconds = sum(int(n) * _UNITS[unit] for n, unit in _DURATION.findall(cleaned))
     if seconds <= 0:
         raise InvalidArgumentError(f"duration {text!r} must be longer than zero")
-    return timedelta(seconds=seconds)
+    return timedelta(seconds=bounds.check_seconds(seconds, f"duration {text!r:.60}"))
 
 
 @dataclass(frozen=True)
@@ -80,10 +80,14 @@ class RetentionPolicy:
             raise InvalidArgumentError(
                 f"keep_last must be an int >= 1, not {self.keep_last!r} (to remove whole threads, delete them)"
             )
+        if self.keep_last is not None:
+            bounds.check_int(self.keep_last, "keep_last")
         if self.older_than is not None and (
             not isinstance(self.older_than, timedelta) or self.older_than <= timedelta(0)
         ):
             raise InvalidArgumentError(f"older_than must be a positive timedelta, not {self.older_than!r}")
+        if self.older_than is not None:
+            bounds.check_seconds(self.older_than, "older_than")
 
     @classmethod
     def of(cls, keep_last: int | None = None, older_than: timedelta | str | None = None) -> RetentionPolicy:

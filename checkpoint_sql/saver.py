@@ -27,7 +27,7 @@ from langgraph.checkpoint.serde.base import SerializerProtocol
 from sqlalchemy.engine import URL, Engine
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from checkpoint_sql import codec, dialects, migrate, operations, retention
+from checkpoint_sql import bounds, codec, dialects, migrate, operations, retention
 from checkpoint_sql.calls import Call, DatabaseClient, Progress, adrive, drive, same
 from checkpoint_sql.database import Database
 from checkpoint_sql.engines import EngineOptions
@@ -233,12 +233,12 @@ class SQLSaver(BaseCheckpointSaver[str], DatabaseClient):
             params["before_id"] = address_of(
                 {"configurable": {"thread_id": "-", **configurable}}, operation="list(before=...)"
             ).checkpoint_id
-        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
-            raise InvalidArgumentError(f"list: limit must be a non-negative int or None, not {limit!r}")
+        if limit is not None:
+            bounds.check_int(limit, "list: limit", minimum=0)
         kinds = []
-        for i, (key, value) in enumerate(_checked_filter(filter).items()):
-            kind, params[f"fk{i}"], params[f"fv{i}"] = dialects.json_filter(self.db.family, key, value)
+        for i, (kind, locator, value) in enumerate(dialects.metadata_tests(self.db.family, _checked_filter(filter))):
             kinds.append(kind)
+            params[f"fk{i}"], params[f"fv{i}"] = locator, value
         shape = ListShape(
             thread=address is not None,
             namespace=address is not None and address.ns_key is not None,
@@ -530,25 +530,35 @@ def _strings(values: Any, what: str, *, allow_ints: bool = False) -> list[Any]:
 def _checked_filter(filter: Mapping[str, Any] | None) -> dict[str, Any]:
     """A metadata filter safe to express in SQL on every engine.
 
-    Keys are bound as JSON paths on SQLite and MySQL, where a double quote or a
-    backslash cannot be escaped portably, so such keys are refused rather than guessed
-    at. Values must be JSON (str, int, float, bool, None, or lists/dicts of them).
+    Keys (also those of nested objects) are bound as JSON paths on SQLite and MySQL,
+    where a double quote or a backslash cannot be escaped portably, so such keys are
+    refused rather than guessed at. Values must be JSON that every engine can hold
+    (`bounds.check_json`).
     """
     if filter is None:
         return {}
     if not isinstance(filter, Mapping):
         raise InvalidFilterError(f"list: filter must be a dict, not {type(filter).__name__}")
     for key, value in filter.items():
-        if not isinstance(key, str) or not key or any(c in key for c in '"\\') or not key.isprintable():
-            raise InvalidFilterError(
-                f"list: filter key {key!r:.60} is not allowed; use a non-empty metadata key "
-                "without double quotes, backslashes or control characters"
-            )
-        try:
-            dialects.canonical_json(value)
-        except (TypeError, ValueError):
-            raise InvalidFilterError(
-                f"list: filter value for {key!r} must be JSON (str, number, bool, None, list, dict), "
-                f"not {type(value).__name__}"
-            ) from None
+        _check_filter_key(key, "list: filter key")
+        bounds.check_json(value, f"list: filter[{key!r}]", error=InvalidFilterError)
+        _check_nested_keys(value)
     return dict(filter)
+
+
+def _check_filter_key(key: Any, what: str) -> None:
+    if not isinstance(key, str) or not key or any(c in key for c in '"\\') or not key.isprintable():
+        raise InvalidFilterError(
+            f"{what} {key!r:.60} is not allowed; use a non-empty metadata key "
+            "without double quotes, backslashes or control characters"
+        )
+
+
+def _check_nested_keys(value: Any) -> None:
+    if isinstance(value, Mapping):
+        for key, member in value.items():
+            _check_filter_key(key, "list: nested filter key")
+            _check_nested_keys(member)
+    elif isinstance(value, (list, tuple)):
+        for member in value:
+            _check_nested_keys(member)

@@ -58,7 +58,7 @@ class ListShape:
     before: bool
     after: bool
     filters: tuple[str, ...]
-    """The `dialects.json_filter` kind of each metadata filter, in order."""
+    """The `dialects.json_filters` kind of each metadata test, in order."""
 
 
 def list_order(row: Mapping[str, Any]) -> tuple[Any, ...]:

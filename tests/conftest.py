@@ -15,9 +15,18 @@ from functools import cache
 
 import pytest
 import sqlalchemy as sa
+from hypothesis import HealthCheck, settings
 from sqlalchemy.engine import make_url
 
 from checkpoint_sql import SQLSaver
+
+# Property tests (tests/test_properties.py): few examples from a fixed seed in CI, so a
+# run is quick and repeatable; `--hypothesis-profile thorough` for a longer local hunt.
+# Examples share the test's database: they must not rely on a fresh one.
+_PROPERTY_SETTINGS = {"deadline": None, "suppress_health_check": [HealthCheck.function_scoped_fixture]}
+settings.register_profile("ci", max_examples=25, derandomize=True, **_PROPERTY_SETTINGS)  # type: ignore[arg-type]
+settings.register_profile("thorough", max_examples=1000, **_PROPERTY_SETTINGS)  # type: ignore[arg-type]
+settings.load_profile("ci")
 
 ENGINES = ("sqlite", "postgresql", "mysql")
 SERVER_URLS = {

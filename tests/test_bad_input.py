@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -89,6 +90,56 @@ CASES: list[Case] = [
         "channel name",
     ),
     (
+        "NUL in a channel name",
+        lambda s, c: s.put(c, checkpoint({"a\x00b": 1}), {}, {"a\x00b": 1}),
+        InvalidArgumentError,
+        "NUL",
+    ),
+    (
+        "lone surrogate in a channel name",
+        lambda s, c: s.put(c, checkpoint({"a\ud800": 1}), {}, {"a\ud800": 1}),
+        InvalidArgumentError,
+        "surrogate",
+    ),
+    (
+        "NUL in a write channel",
+        lambda s, c: s.put_writes(c, [("a\x00", 1)], "task"),
+        InvalidArgumentError,
+        "NUL",
+    ),
+    (
+        "version with a control character",
+        lambda s, c: s.put(c, checkpoint({"a": 1}, {"a": "1\x00"}), {}, {"a": "1\x00"}),
+        InvalidArgumentError,
+        "printable ASCII",
+    ),
+    ("metadata None", lambda s, c: s.put(c, checkpoint(), None, {}), SerializationError, "metadata must be a dict"),
+    ("metadata int key", lambda s, c: s.put(c, checkpoint(), {1: "a"}, {}), SerializationError, "key 1"),
+    (
+        "metadata nested int key",
+        lambda s, c: s.put(c, checkpoint(), {"a": {2: "b"}}, {}),
+        SerializationError,
+        r"metadata\['a'\] has the key 2",
+    ),
+    (
+        "metadata float JSONB reads as int",
+        lambda s, c: s.put(c, checkpoint(), {"big": 1e308}, {}),
+        SerializationError,
+        "reads back as an int",
+    ),
+    (
+        "metadata int beyond 64 bits",
+        lambda s, c: s.put(c, checkpoint(), {"n": [2**64]}, {}),
+        SerializationError,
+        r"metadata\['n'\]\[0\]",
+    ),
+    (
+        "lone surrogate in metadata",
+        lambda s, c: s.put(c, checkpoint(), {"a": {"b": "\udfff"}}, {}),
+        SerializationError,
+        "surrogate",
+    ),
+    (
         "new_versions not a mapping",
         lambda s, c: s.put(c, checkpoint(), {}, ["a"]),
         InvalidArgumentError,
@@ -154,6 +205,40 @@ CASES: list[Case] = [
     ),
     ("filter not a dict", lambda s, c: list(s.list(None, filter=[("a", 1)])), InvalidFilterError, "must be a dict"),
     ("negative limit", lambda s, c: list(s.list(None, limit=-1)), InvalidArgumentError, "limit"),
+    ("limit beyond 64 bits", lambda s, c: list(s.list(None, limit=2**64)), InvalidArgumentError, "list: limit"),
+    (
+        "filter int beyond 64 bits",
+        lambda s, c: list(s.list(None, filter={"a": 2**64})),
+        InvalidFilterError,
+        r"filter\['a'\]",
+    ),
+    (
+        "lone surrogate in filter",
+        lambda s, c: list(s.list(None, filter={"a": "\ud800"})),
+        InvalidFilterError,
+        "surrogate",
+    ),
+    (
+        "nested filter key with a quote",
+        lambda s, c: list(s.list(None, filter={"a": {'b"': 1}})),
+        InvalidFilterError,
+        "nested filter key",
+    ),
+    (
+        "self-referencing filter",
+        lambda s, c: list(s.list(None, filter={"a": _circular_list()})),
+        InvalidFilterError,
+        "refers to itself",
+    ),
+    # --- retention arguments that overflow date arithmetic
+    ("keep_last beyond 64 bits", lambda s, c: s.retain(keep_last=2**70), InvalidArgumentError, "keep_last"),
+    (
+        "duration beyond a datetime",
+        lambda s, c: s.retain(older_than="100000000000000000000d"),
+        InvalidArgumentError,
+        "thousand years",
+    ),
+    ("timedelta.max", lambda s, c: s.retain(older_than=timedelta.max), InvalidArgumentError, "older_than"),
     ("string limit", lambda s, c: list(s.list(None, limit="10")), InvalidArgumentError, "limit"),
     ("before without id", lambda s, c: list(s.list(None, before={"configurable": {}})), InvalidConfigError, "before="),
     # --- thread-wide operations
@@ -182,6 +267,12 @@ CASES: list[Case] = [
         "list of ids",
     ),
 ]
+
+
+def _circular_list() -> list[Any]:
+    value: list[Any] = []
+    value.append(value)
+    return value
 
 
 @pytest.mark.parametrize(("case", "call", "error", "message"), CASES, ids=[c[0] for c in CASES])

@@ -4,14 +4,16 @@ and a delta-channel history identical to LangGraph's reference walk."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import sqlalchemy as sa
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.checkpoint.serde.types import ERROR, INTERRUPT
 
-from checkpoint_sql import SchemaNotReadyError, SQLSaver
+from checkpoint_sql import SchemaNotReadyError, SerializationError, SQLSaver
 from checkpoint_sql import saver as saver_module
-from tests.helpers import checkpoint, config, count, put_chain
+from tests.helpers import checkpoint, config, count, put_chain, snapshot
 
 
 def test_an_unchanged_channel_shares_the_blob_written_when_it_last_changed(saver: SQLSaver) -> None:
@@ -202,10 +204,16 @@ def test_threads_given_as_ints_are_stored_as_their_text(saver: SQLSaver) -> None
     assert saver.get_tuple(config("42")) is None
 
 
-def test_nul_characters_are_stripped_from_metadata_at_any_depth(saver: SQLSaver) -> None:
-    """PostgreSQL's JSONB cannot hold NUL; LangGraph strips it from top-level metadata
-    strings, and so do we, everywhere in the document, on every engine alike."""
-    stored = saver.put(config("t"), checkpoint(), {"note": "a\x00b", "nested": {"k\x00": ["c\x00d"]}}, {})
-    metadata = saver.get_tuple(stored).metadata
-    assert metadata["note"] == "ab"
-    assert metadata["nested"] == {"k": ["cd"]}
+def test_nul_characters_in_metadata_are_refused_at_any_depth_not_stripped(saver: SQLSaver) -> None:
+    """PostgreSQL's JSONB cannot hold NUL. Stripping it (as LangGraph does for top-level
+    strings) would store something else than was put, so it is refused, on every engine
+    alike, naming where it is."""
+    before = snapshot(saver)
+    for metadata, where in (
+        ({"note": "a\x00b"}, "metadata['note']"),
+        ({"nested": {"k\x00": ["c"]}}, "key of metadata['nested']"),
+        ({"nested": {"k": ["c\x00d"]}}, "metadata['nested']['k'][0]"),
+    ):
+        with pytest.raises(SerializationError, match=re.escape(where)):
+            saver.put(config("t"), checkpoint(), metadata, {})
+    assert snapshot(saver) == before

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -54,6 +55,11 @@ CASES: list[Case] = [
     ("mixed key types", lambda d: d.store.put(("a",), "k", {"v": {1: 2, "b": 3}}), SerializationError, "key 1"),
     ("circular value", lambda d: d.store.put(("a",), "k", _circular()), SerializationError, "refers to itself"),
     ("NUL in key", lambda d: d.store.put(("a",), "k\x00", {}), InvalidArgumentError, "NUL"),
+    ("1e308 in value", lambda d: d.store.put(("a",), "k", {"v": 1e308}), SerializationError, "reads back as an int"),
+    ("int beyond 64 bits", lambda d: d.store.put(("a",), "k", {"v": -(2**63) - 1}), SerializationError, "['v']"),
+    ("lone surrogate in value", lambda d: d.store.put(("a",), "k", {"v": "\ud800"}), SerializationError, "surrogate"),
+    ("lone surrogate in key", lambda d: d.store.put(("a",), "k", {"\ud800": 1}), SerializationError, "surrogate"),
+    ("ttl beyond a datetime", lambda d: d.store.put(("a",), "k", {}, ttl=1e12), InvalidArgumentError, "minutes"),
     ("negative ttl", lambda d: d.store.put(("a",), "k", {}, ttl=-1), InvalidArgumentError, "positive"),
     (
         "second op of a batch bad",
@@ -69,6 +75,15 @@ CASES: list[Case] = [
     ("$gt a list", lambda d: d.store.search((), filter={"n": {"$gt": [1]}}), InvalidFilterError, "number or"),
     ("filter not JSON", lambda d: d.store.search((), filter={"n": object()}), InvalidFilterError, "must be JSON"),
     ("negative limit", lambda d: d.store.search((), limit=-1), InvalidArgumentError, "limit"),
+    ("limit beyond 64 bits", lambda d: d.store.search((), limit=2**64), InvalidArgumentError, "limit"),
+    ("offset beyond 64 bits", lambda d: d.store.search((), offset=2**64), InvalidArgumentError, "offset"),
+    (
+        "self-referencing filter",
+        lambda d: d.store.search((), filter={"n": _circular_list()}),
+        InvalidFilterError,
+        "itself",
+    ),
+    ("surrogate in filter", lambda d: d.store.search((), filter={"n": "\ud800"}), InvalidFilterError, "surrogate"),
     ("negative offset", lambda d: d.store.batch([SearchOp((), offset=-2)]), InvalidArgumentError, "offset"),
     ("max_depth 0", lambda d: d.store.list_namespaces(max_depth=0), InvalidArgumentError, "max_depth"),
     (
@@ -116,14 +131,48 @@ CASES: list[Case] = [
         "input_tokens",
     ),
     ("last_n negative", lambda d: d.sessions.get_session(**IDS, last_n=-1), InvalidArgumentError, "last_n"),
+    ("last_n beyond 64 bits", lambda d: d.sessions.get_session(**IDS, last_n=2**64), InvalidArgumentError, "last_n"),
+    (
+        "after_seq beyond 64 bits",
+        lambda d: d.sessions.query_events(**IDS, after_seq=2**64),
+        InvalidArgumentError,
+        "after_seq",
+    ),
+    (
+        "tokens beyond 64 bits",
+        lambda d: d.sessions.record_usage(**IDS, turn_id="t", output_tokens=2**64),
+        InvalidArgumentError,
+        "output_tokens",
+    ),
+    (
+        "surrogate in state",
+        lambda d: d.sessions.create_session(app_name="a", user_id="u", state={"x": "\ud800"}),
+        SerializationError,
+        "surrogate",
+    ),
+    (
+        "time beyond a datetime",
+        lambda d: d.sessions.query_events(**IDS, since=datetime.min),
+        InvalidArgumentError,
+        "out of range",
+    ),
     ("types a string", lambda d: d.sessions.query_events(**IDS, types="message"), InvalidArgumentError, "types"),  # type: ignore[arg-type]
     ("cutoff a string", lambda d: d.sessions.purge_older_than("yesterday"), InvalidArgumentError, "datetime"),  # type: ignore[arg-type]
     # --- ShortMemoryStore
     ("zero ttl", lambda d: d.short_memory.set("t", "k", 1, ttl=0), InvalidArgumentError, "positive"),
+    ("ttl 1e12", lambda d: d.short_memory.set("t", "k", 1, ttl=1e12), InvalidArgumentError, "thousand years"),
+    ("ttl timedelta.max", lambda d: d.short_memory.set("t", "k", 1, ttl=timedelta.max), InvalidArgumentError, "ttl"),
+    ("1e308 in short memory", lambda d: d.short_memory.set("t", "k", [1e308], ttl=1), SerializationError, "[0]"),
     ("value not JSON", lambda d: d.short_memory.set("t", "k", threading.Lock(), ttl=1), SerializationError, "not JSON"),
     ("empty type", lambda d: d.short_memory.get("", "k"), InvalidArgumentError, "memory_type"),
     ("key not str", lambda d: d.short_memory.delete("t", 5), InvalidArgumentError, "key"),  # type: ignore[arg-type]
 ]
+
+
+def _circular_list() -> list[Any]:
+    value: list[Any] = []
+    value.append(value)
+    return value
 
 
 def _circular() -> dict[str, Any]:

@@ -156,7 +156,7 @@ class ThreadStatements:
 
     @staticmethod
     def _kinds(family: dialects.Family, filters: Mapping[str, Any]) -> list[str]:
-        return [dialects.json_filter(family, k, v)[0] for k, v in filters.items()]
+        return [kind for kind, _, _ in dialects.metadata_tests(family, filters)]
 
 
 def _sizes(table: sa.Table, size: sa.ColumnElement[Any]) -> sa.Select[Any]:
@@ -166,8 +166,8 @@ def _sizes(table: sa.Table, size: sa.ColumnElement[Any]) -> sa.Select[Any]:
 
 def filter_params(family: dialects.Family, filters: Mapping[str, Any]) -> dict[str, Any]:
     params: dict[str, Any] = {}
-    for i, (key, value) in enumerate(filters.items()):
-        _, params[f"fk{i}"], params[f"fv{i}"] = dialects.json_filter(family, key, value)
+    for i, (_, locator, value) in enumerate(dialects.metadata_tests(family, filters)):
+        params[f"fk{i}"], params[f"fv{i}"] = locator, value
     return params
 
 

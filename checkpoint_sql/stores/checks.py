@@ -3,12 +3,11 @@ through these before any SQL, so a rejected call leaves the database as it was."
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from datetime import datetime, timedelta, timezone
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import datetime, timezone
 from typing import Any, TypeVar
 
-from checkpoint_sql import dialects
+from checkpoint_sql import bounds
 from checkpoint_sql.errors import InvalidArgumentError, SerializationError
 from checkpoint_sql.ids import TEXT_ID_MAX, check_text, key_of
 
@@ -16,9 +15,6 @@ T = TypeVar("T")
 
 Clock = Callable[[], datetime]
 """Where the stores read the time (TTLs, timestamps); injectable so tests need not sleep."""
-
-MAX_DEPTH = 100
-"""Deepest nesting accepted in a JSON value; deeper is almost surely a cycle."""
 
 CHUNK = 500
 """Keys per ``IN (...)`` list: far below every engine's bound-parameter limit."""
@@ -47,66 +43,35 @@ def text_arg(value: Any, what: str, *, allow_empty: bool = False, max_length: in
 
 
 def count_arg(value: Any, what: str, *, minimum: int = 0) -> int:
+    """A count or position: an int from `minimum` up to what a 64-bit column holds."""
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise InvalidArgumentError(f"{what} must be an int >= {minimum}, not {preview(value)}")
-    return value
+    return bounds.check_int(value, what, minimum=minimum)
 
 
 def time_arg(value: Any, what: str) -> datetime:
     """A point in time; a naive datetime is taken to be UTC, as the stores keep UTC."""
     if not isinstance(value, datetime):
         raise InvalidArgumentError(f"{what} must be a datetime, not {type(value).__name__} ({preview(value)})")
+    bounds.check_time(value, what)
     return value if value.tzinfo is not None else value.replace(tzinfo=timezone.utc)
 
 
 def seconds_arg(value: Any, what: str) -> float:
-    """A positive, finite duration in seconds, or a timedelta."""
-    seconds = value.total_seconds() if isinstance(value, timedelta) else value
-    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not math.isfinite(seconds) or seconds <= 0:
-        raise InvalidArgumentError(f"{what} must be a positive number of seconds or a timedelta, not {preview(value)}")
-    return float(seconds)
+    """A positive, finite duration in seconds, or a timedelta (see `bounds.check_seconds`)."""
+    return bounds.check_seconds(value, what)
 
 
 def json_value(value: Any, what: str) -> Any:
-    """A value that round-trips through JSON unchanged on every engine.
-
-    Refused (with `SerializationError`): object keys that are not strings (JSON would
-    turn them into strings), NUL characters in strings (PostgreSQL's JSONB rejects
-    them), nesting deeper than `MAX_DEPTH` (or circular), NaN and infinities, and
-    whatever else `json` cannot encode.
-    """
-    for path, item in _walk(value, what, 0):
-        if isinstance(item, Mapping):
-            for key in item:
-                if not isinstance(key, str):
-                    raise SerializationError(f"{path} has the key {key!r}, not a str; JSON keys are strings")
-        elif isinstance(item, str) and "\x00" in item:
-            raise SerializationError(f"{path} contains a NUL character, which PostgreSQL's JSONB cannot store")
-    try:
-        dialects.canonical_json(value)
-    except (TypeError, ValueError) as exc:
-        raise SerializationError(f"{what} is not JSON: {exc}") from None
-    return value
+    """A value that round-trips through JSON unchanged on every engine, or a
+    `SerializationError` naming the member at fault (see `bounds.check_json`)."""
+    return bounds.check_json(value, what, error=SerializationError)
 
 
 def json_object(value: Any, what: str) -> dict[str, Any]:
     if not isinstance(value, Mapping):
         raise SerializationError(f"{what} must be a dict (a JSON object), not {type(value).__name__}")
     return dict(json_value(value, what))
-
-
-def _walk(value: Any, path: str, depth: int) -> Iterator[tuple[str, Any]]:
-    if depth > MAX_DEPTH:
-        raise SerializationError(f"{path[:80]}... is nested over {MAX_DEPTH} levels deep (or refers to itself)")
-    yield path, value
-    if isinstance(value, Mapping):
-        for key, item in value.items():
-            if isinstance(key, str) and "\x00" in key:
-                yield f"{path}[{key!r}]", key
-            yield from _walk(item, f"{path}[{key!r}]", depth + 1)
-    elif isinstance(value, (list, tuple)):
-        for i, item in enumerate(value):
-            yield from _walk(item, f"{path}[{i}]", depth + 1)
 
 
 def chunks(items: Sequence[T], size: int = CHUNK) -> Iterable[Sequence[T]]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import math
 from collections.abc import Iterable, Mapping
 from typing import Any, Literal
 
@@ -33,6 +32,7 @@ from langgraph.store.base import (
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from checkpoint_sql import bounds
 from checkpoint_sql.engines import EngineOptions
 from checkpoint_sql.errors import ConfigurationError, InvalidArgumentError
 from checkpoint_sql.leases import Lease
@@ -406,8 +406,15 @@ async def _nothing() -> list[list[float]]:
 
 
 def _positive(value: Any, what: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
-        raise InvalidArgumentError(f"{what} must be a positive number of minutes, not {preview(value)}")
+    """A positive number of minutes, within `bounds.check_seconds`'s range."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not bounds.MIN_SECONDS <= value * 60 <= bounds.MAX_SECONDS
+    ):
+        raise InvalidArgumentError(
+            f"{what} must be a positive number of minutes (at most {bounds.MAX_SECONDS / 60:.0f}), not {preview(value)}"
+        )
     return float(value)
 
 
