@@ -55,29 +55,19 @@ class Call(Generic[R, T]):
     """The operation takes a DBAPI `Link` (the hot path), not a `Connection`."""
 
     def on(self, db: Database) -> T:
-        return self.finish(
-            db.run(
-                self.op,
-                *self.args,
-                write=self.write,
-                snapshot=self.snapshot,
-                single=self.single,
-                group=self.group,
-                raw=self.raw,
-            )
-        )
+        return self.finish(db.run(self.op, *self.args, **self._transaction()))
 
     async def aon(self, db: Database) -> T:
-        result = await db.arun(
-            self.op,
-            *self.args,
-            write=self.write,
-            snapshot=self.snapshot,
-            single=self.single,
-            group=self.group,
-            raw=self.raw,
-        )
-        return self.finish(result)
+        return self.finish(await db.arun(self.op, *self.args, **self._transaction()))
+
+    def _transaction(self) -> dict[str, bool]:
+        return {
+            "write": self.write,
+            "snapshot": self.snapshot,
+            "single": self.single,
+            "group": self.group,
+            "raw": self.raw,
+        }
 
 
 Job = Generator[Call[Any, Any], Any, R]

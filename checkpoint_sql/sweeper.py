@@ -28,7 +28,7 @@ import threading
 from collections.abc import Callable, Sequence
 from datetime import timedelta
 from types import TracebackType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from checkpoint_sql.errors import ConfigurationError
 from checkpoint_sql.leases import Lease
@@ -119,6 +119,18 @@ class RetentionSweeper:
         else:
             log.debug("retention sweep skipped: another process holds lease %r", self.lease.name)
 
+    def _retain_arguments(self) -> dict[str, Any]:
+        """What one sweep asks of `retain` / `aretain`: the policy, the threads, the
+        hooks, and `_check` as progress, which ends the sweep once the lease is lost."""
+        return {
+            "keep_last": self.policy.keep_last,
+            "older_than": self.policy.older_than,
+            "threads": self.threads,
+            "progress": self._check,
+            "override": self.override,
+            "veto": self.veto,
+        }
+
     def _record(self, report: RetentionReport) -> None:
         self.sweeps += 1
         self.last_report, self.last_error = report, None
@@ -149,14 +161,7 @@ class RetentionSweeper:
         heartbeat.start()
         hold = 0.0
         try:
-            report = self.saver.retain(
-                keep_last=self.policy.keep_last,
-                older_than=self.policy.older_than,
-                threads=self.threads,
-                progress=self._check,
-                override=self.override,
-                veto=self.veto,
-            )
+            report = self.saver.retain(**self._retain_arguments())
             hold = self.interval
         except _LeaseLost:
             self._skip(lost=True)
@@ -223,14 +228,7 @@ class RetentionSweeper:
         heartbeat = asyncio.get_running_loop().create_task(self._aheartbeat(), name="checkpoint-sql-lease")
         hold = 0.0
         try:
-            report = await self.saver.aretain(
-                keep_last=self.policy.keep_last,
-                older_than=self.policy.older_than,
-                threads=self.threads,
-                progress=self._check,
-                override=self.override,
-                veto=self.veto,
-            )
+            report = await self.saver.aretain(**self._retain_arguments())
             hold = self.interval
         except _LeaseLost:
             self._skip(lost=True)
