@@ -5,10 +5,11 @@ The hot operations (`operations.read`, `operations.write`) run compiled SQL on a
 compiled its statements. Going through a SQLAlchemy `Connection` instead cost more
 than the statements themselves on a local server (its construction, its logical
 transaction, per-statement event dispatch), so `Database` hands the hot operations
-a `Link` straight off the pool (`Link.checkout`), and only when it has to, a `Link`
-onto the connection of an SQLAlchemy `Connection` (`Link.of`, for engines the caller
-lent us, whose isolation SQLAlchemy manages, and for SQLite group-commit batches
-that mix hot and Core operations).
+a `Link` straight off the pool (`Link.checkout`) or, on SQLite, off the connections
+it holds itself (`HeldConnections`), and only when it has to, a `Link` onto the
+connection of an SQLAlchemy `Connection` (`Link.of`, for engines the caller lent
+us, whose isolation SQLAlchemy manages, and for SQLite group-commit batches that mix
+hot and Core operations).
 
 Driver errors are wrapped into SQLAlchemy's exception classes and a connection the
 dialect recognises as dropped is invalidated, exactly as `Connection.execute` does,
@@ -33,8 +34,9 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Dialect, Engine
 
 
-class Lease(Protocol):
-    """Who lent a `Link` its DBAPI connection, and takes it back."""
+class Lender(Protocol):
+    """Who lent a `Link` its DBAPI connection, and takes it back: SQLAlchemy's pool
+    (a `PoolProxiedConnection`) or `HeldConnections`."""
 
     def close(self) -> None: ...
 
@@ -44,21 +46,21 @@ class Lease(Protocol):
 class Link:
     """One DBAPI connection, for the duration of one operation."""
 
-    __slots__ = ("_batch", "_buffer", "_fairy", "_owner", "dbapi_connection", "dialect", "invalidated")
+    __slots__ = ("_batch", "_buffer", "_lender", "_owner", "dbapi_connection", "dialect", "invalidated")
 
     def __init__(
         self,
         dialect: Dialect,
         dbapi_connection: Any,
         *,
-        fairy: Lease | None = None,
+        lender: Lender | None = None,
         owner: Connection | None = None,
         batch: bool = False,
     ) -> None:
         self.dialect = dialect
         self.dbapi_connection = dbapi_connection
         self.invalidated = False
-        self._fairy = fairy
+        self._lender = lender
         self._owner = owner
         self._batch = batch
         self._buffer: list[tuple[str, Any]] | None = None
@@ -69,7 +71,7 @@ class Link:
         events (the idle ping, recycling) run as for any other checkout. `batch`: the
         connection accepts several statements per query (see the module's notes)."""
         fairy = engine.raw_connection()
-        return cls(engine.dialect, fairy.dbapi_connection, fairy=fairy, batch=batch)
+        return cls(engine.dialect, fairy.dbapi_connection, lender=fairy, batch=batch)
 
     @classmethod
     def of(cls, conn: Connection) -> Link:
@@ -172,16 +174,16 @@ class Link:
     def invalidate(self, exc: BaseException | None) -> None:
         """Discard the connection: it is closed, never reused."""
         self.invalidated = True
-        if self._fairy is not None:
-            self._fairy.invalidate(exc)
+        if self._lender is not None:
+            self._lender.invalidate(exc)
         elif self._owner is not None and not self._owner.invalidated:
             self._owner.invalidate(exc if isinstance(exc, Exception) else None)
 
     def close(self) -> None:
         """Return a checked-out connection to its pool (a discarded one is closed);
         one borrowed from a `Connection` stays with it."""
-        if self._fairy is not None:
-            self._fairy.close()
+        if self._lender is not None:
+            self._lender.close()
 
 
 def _joined_params(groups: Sequence[Any]) -> Any:
@@ -228,7 +230,7 @@ class HeldConnections:
             fairy = self.engine.raw_connection()
             dbapi_connection = fairy.dbapi_connection
             fairy.detach()
-        return Link(self.engine.dialect, dbapi_connection, fairy=_Held(self, dbapi_connection))
+        return Link(self.engine.dialect, dbapi_connection, lender=_Held(self, dbapi_connection))
 
     def give_back(self, dbapi_connection: Any) -> None:
         with self._guard:
