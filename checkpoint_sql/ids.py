@@ -14,6 +14,7 @@ from typing import Any
 
 from langchain_core.runnables import RunnableConfig
 
+from checkpoint_sql.bounds import check_string
 from checkpoint_sql.errors import CheckpointSQLError, InvalidConfigError
 from checkpoint_sql.schema import CHECKPOINT_ID_MAX
 
@@ -46,13 +47,7 @@ def check_text(
         raise error(f"{what} must not be empty")
     if len(value) > max_length:
         raise error(f"{what} {_preview(value)} is {len(value)} characters long; at most {max_length} are accepted")
-    if "\x00" in value:
-        raise error(f"{what} {_preview(value)} contains a NUL character, which PostgreSQL cannot store")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise error(f"{what} {_preview(value)} is not valid Unicode (lone surrogate)") from None
-    return value
+    return check_string(value, what, error=error)
 
 
 def thread_id_of(value: Any, what: str = "thread_id") -> str:
