@@ -103,18 +103,19 @@ def measure(conn: Connection, tables: SaverTables, family: dialects.Family, thre
         .group_by(cp.c.ns_key),
         here,
     ).all()
-    channels = conn.execute(
-        sa.select(bl.c.ns_key, bl.c.channel, sa.func.count(), sa.func.coalesce(sa.func.sum(size(family, bl.c.blob)), 0))
-        .where(bl.c.thread_key == sa.bindparam("tkey"))
-        .group_by(bl.c.ns_key, bl.c.channel),
-        here,
-    ).all()
-    writes = conn.execute(
-        sa.select(wr.c.ns_key, wr.c.channel, sa.func.count(), sa.func.coalesce(sa.func.sum(size(family, wr.c.blob)), 0))
-        .where(wr.c.thread_key == sa.bindparam("tkey"))
-        .group_by(wr.c.ns_key, wr.c.channel),
-        here,
-    ).all()
+
+    def per_channel(table: sa.Table) -> list[Any]:
+        """(namespace key, channel, rows, bytes) of the thread's rows in `table`."""
+        blob_bytes = sa.func.coalesce(sa.func.sum(size(family, table.c.blob)), 0)
+        rows = conn.execute(
+            sa.select(table.c.ns_key, table.c.channel, sa.func.count(), blob_bytes)
+            .where(table.c.thread_key == sa.bindparam("tkey"))
+            .group_by(table.c.ns_key, table.c.channel),
+            here,
+        )
+        return list(rows)
+
+    channels, writes = per_channel(bl), per_channel(wr)
     namespaces = []
     for ns_key, checkpoint_ns, n, latest_id, body_bytes, metadata_bytes in per_ns:
         latest = _latest_sizes(conn, tables, family, thread_key, bytes(ns_key), latest_id)
