@@ -235,7 +235,8 @@ class Database:
         await asyncio.to_thread(self._commit_batch, batch)
 
     def _on_link(self, engine: Engine, op: Callable[..., T], args: tuple[Any, ...], mode: dialects.Mode | None) -> T:
-        """Run a hot operation on a DBAPI connection of `engine`'s pool."""
+        """Run a hot operation on a DBAPI connection of `engine`: one we hold (SQLite),
+        else one checked out of its pool."""
         try:
             held = self._held
             link = (
@@ -294,21 +295,20 @@ class Database:
     def _translate(self, exc: DBAPIError) -> None:
         """Raise the error a user can act on in place of `exc`, if there is one; other
         database errors stay SQLAlchemy's, for retry policies to classify."""
+        said = next(iter(str(exc.orig).strip().splitlines()), type(exc.orig).__name__)  # its first line
         if dialects.is_missing_table(self.family, exc):
             raise SchemaNotReadyError(
                 f"checkpoint_sql tables are missing in {self.masked_url}; call setup() "
-                f"(or `await asetup()`) once before use. Driver said: {str(exc.orig).strip().splitlines()[0]}"
+                f"(or `await asetup()`) once before use. Driver said: {said}"
             ) from exc
         if dialects.is_pooled_prepared_statement(self.family, exc):
             raise ConfigurationError(
                 f"a prepared statement went missing between transactions on {self.masked_url}: a transaction "
                 "pooler (PgBouncer in transaction mode) is in between; add prepare_threshold=none to the URL "
-                f"(or EngineOptions(prepare_threshold=None)). Driver said: {str(exc.orig).strip().splitlines()[0]}"
+                f"(or EngineOptions(prepare_threshold=None)). Driver said: {said}"
             ) from exc
         if isinstance(exc, DataError):  # a value of the call that the column refuses: never transient
-            raise InvalidArgumentError(
-                f"{self.masked_url} refused a value of this call: {str(exc.orig).strip().splitlines()[0]}"
-            ) from exc
+            raise InvalidArgumentError(f"{self.masked_url} refused a value of this call: {said}") from exc
 
     # --- lifetime ---------------------------------------------------------------------
 
