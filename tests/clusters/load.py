@@ -36,12 +36,13 @@ print("set up")
 
 def set_up_in_processes(urls: Sequence[str]) -> list[str]:
     """Start one process per URL, each setting up the saver and every store, all at
-    once; returns what each printed (its error, if it failed)."""
+    once; returns what each printed: "set up", or the whole traceback of its error."""
     command = [sys.executable, "-c", _SETUP]
     processes = [
         subprocess.Popen([*command, url], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for url in urls
     ]
-    return [p.communicate(timeout=180)[0].strip().splitlines()[-1] for p in processes]
+    outputs = [p.communicate(timeout=180)[0].strip() for p in processes]
+    return ["set up" if out.splitlines()[-1:] == ["set up"] else out for out in outputs]
 
 
 def components_at_head(url: str) -> bool:
