@@ -417,10 +417,13 @@ def _galera_migration_lock(conn: Connection, name: str) -> Iterator[None]:
     next holder reads the version the previous one left.
     """
     conn.exec_driver_sql("COMMIT")  # the caller's transaction: migrations' DDL commits implicitly anyway
-    conn.exec_driver_sql(
-        f"CREATE TABLE IF NOT EXISTS {_GALERA_LOCKS} (name VARCHAR(64) NOT NULL PRIMARY KEY, "
-        "holder VARCHAR(100) NOT NULL, expires_at DOUBLE NOT NULL)"
-    )
+    if not sa.inspect(conn).has_table(_GALERA_LOCKS):
+        # Even IF NOT EXISTS is DDL, replicated in total order, and it aborts other nodes'
+        # transactions on the table (a rival's lock insert or release): only when missing.
+        conn.exec_driver_sql(
+            f"CREATE TABLE IF NOT EXISTS {_GALERA_LOCKS} (name VARCHAR(64) NOT NULL PRIMARY KEY, "
+            "holder VARCHAR(100) NOT NULL, expires_at DOUBLE NOT NULL)"
+        )
     node = str(conn.exec_driver_sql("SHOW STATUS LIKE 'wsrep_gcomm_uuid'").one()[1])
     holder = f"{node}/{conn.exec_driver_sql('SELECT CONNECTION_ID()').scalar()}"
     params = {"name": name, "holder": holder}
