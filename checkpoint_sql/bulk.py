@@ -29,6 +29,9 @@ class ThreadRows:
     thread_id: str
     checkpoints: list[dict[str, Any]] = field(default_factory=list)
     blobs: list[dict[str, Any]] = field(default_factory=list)
+    """Blob rows, ``manifest`` included (None for a value stored whole)."""
+    parts: list[dict[str, Any]] = field(default_factory=list)
+    """Rows of the parts table the blobs' manifests reach."""
     writes: list[dict[str, Any]] = field(default_factory=list)
 
     @property
@@ -65,6 +68,7 @@ def insert_thread(conn: Connection, inserts: Inserts, rows: ThreadRows, replace:
                 f"thread {rows.thread_id!r} already exists here; import with --replace (replace=True) to overwrite it"
             )
         operations.delete_threads(conn, st, [rows.thread_key])
+    inserts.run(conn, st.parts_insert, rows.parts)
     inserts.run(conn, st.blob_insert, rows.blobs)
     inserts.run(conn, st.writes_keep_first, rows.writes)
     inserts.run(conn, st.checkpoint_upsert, rows.checkpoints)

@@ -33,7 +33,7 @@ from langgraph.checkpoint.base import (
 )
 from langgraph.checkpoint.serde.base import SerializerProtocol
 
-from checkpoint_sql import bounds
+from checkpoint_sql import bounds, elements
 from checkpoint_sql.dialects import canonical_json
 from checkpoint_sql.errors import InvalidArgumentError, SerializationError
 from checkpoint_sql.ids import Address, checkpoint_id_of
@@ -55,6 +55,8 @@ Row = Mapping[Any, Any]
 BlobKey = tuple[bytes, bytes, str, str]
 """(thread key, namespace key, channel, version): what identifies a stored value."""
 CheckpointKey = tuple[bytes, bytes, str]
+Parts = dict[elements.Namespace, dict[bytes, bytes]]
+"""Per (thread key, namespace key): the parts fetched for split values, by digest."""
 
 
 def dump(serde: SerializerProtocol, value: Any, what: str) -> tuple[str, bytes]:
@@ -186,6 +188,8 @@ class PreparedPut:
 
     checkpoint: dict[str, Any]
     blobs: list[dict[str, Any]]
+    parts: dict[bytes, bytes] = field(default_factory=dict)
+    """Digest to bytes of every part the split blobs reach (`elements.split`)."""
     writes: PreparedWrites = field(default_factory=PreparedWrites)
 
 
@@ -196,12 +200,15 @@ def prepare_put(
     metadata: CheckpointMetadata,
     new_versions: Mapping[str, Any],
     config: RunnableConfig,
+    digest: elements.Digester = elements.digest_of,
 ) -> PreparedPut:
     """Rows for a checkpoint and the blobs of the channels in `new_versions`.
 
     Only changed channels get a blob; the others keep pointing at the row written when
     their version last moved. A channel in `new_versions` without a value is stored as
-    `EMPTY` so that it is skipped on load, as in LangGraph's own savers.
+    `EMPTY` so that it is skipped on load, as in LangGraph's own savers. A value the
+    serializer wrote as a msgpack array is split into parts (`elements.split`, with
+    `digest`); the caller decides which of `PreparedPut.parts` still need storing.
     """
     if not isinstance(checkpoint, Mapping) or "channel_values" not in checkpoint:
         raise InvalidArgumentError("put: checkpoint must be a Checkpoint dict with 'id' and 'channel_values'")
@@ -213,12 +220,18 @@ def prepare_put(
     values = checkpoint["channel_values"]
     where = f"checkpoint {checkpoint_id} of thread {address.thread_id!r}"
     blobs = []
+    parts: dict[bytes, bytes] = {}
     for channel, version in new_versions.items():
         check_name(channel, "channel name")
+        data: bytes | None
         if channel in values:
             type_, data = dump(serde, values[channel], f"channel {channel!r} of {where}")
         else:
             type_, data = EMPTY, None
+        manifest = None
+        if (split := elements.split(type_, data, digest)) is not None:
+            data, manifest = split.header, split.manifest
+            parts.update(split.parts)
         blobs.append(
             {
                 "thread_key": address.thread_key,
@@ -227,6 +240,7 @@ def prepare_put(
                 "version": version_text(version, channel),
                 "type": type_,
                 "blob": data,
+                "manifest": manifest,
             }
         )
     versions = checkpoint.get("channel_versions", {})
@@ -253,7 +267,7 @@ def prepare_put(
         "run_id": None if run_id is None else check_name(str(run_id), "metadata['run_id']"),
         "created_us": created_us(checkpoint),
     }
-    return PreparedPut(row, blobs)
+    return PreparedPut(row, blobs, parts)
 
 
 def add_task_writes(
@@ -337,6 +351,8 @@ class Loaded:
     checkpoints: list[dict[str, Any]] = field(default_factory=list)
     blobs: dict[BlobKey, Row] = field(default_factory=dict)
     writes: dict[CheckpointKey, list[Row]] = field(default_factory=dict)
+    parts: Parts = field(default_factory=dict)
+    """Filled after the read by `operations.fetch_parts`."""
 
 
 def split_union(rows: Iterable[Sequence[Any]]) -> Loaded:
@@ -347,15 +363,23 @@ def split_union(rows: Iterable[Sequence[Any]]) -> Loaded:
         if part == PART_CHECKPOINT:
             loaded.checkpoints.append(dict(zip(CHECKPOINT_COLUMNS, values, strict=False)))
         elif part == PART_BLOB:
-            picked = (values[0], values[1], values[3], values[4], values[6], values[7])
+            picked = (values[0], values[1], values[3], values[4], values[6], values[7], values[11])
             blob = dict(zip(BLOB_COLUMNS, picked, strict=True))
             loaded.blobs[(blob["thread_key"], blob["ns_key"], blob["channel"], blob["version"])] = blob
         else:
-            write = dict(zip(WRITE_COLUMNS, values[:8] + values[10:], strict=True))
+            write = dict(zip(WRITE_COLUMNS, values[:8] + values[10:11], strict=True))
             key = (write["thread_key"], write["ns_key"], write["checkpoint_id"])
             loaded.writes.setdefault(key, []).append(write)
     loaded.checkpoints.sort(key=list_order, reverse=True)
     return loaded
+
+
+def blob_bytes(blob: Row, parts: Parts) -> bytes | None:
+    """A blob row's value as the serializer wrote it, joined from its parts if split."""
+    if blob["manifest"] is None:
+        return blob["blob"]  # type: ignore[no-any-return]
+    found = parts[(blob["thread_key"], blob["ns_key"])]
+    return elements.join(bytes(blob["blob"]), bytes(blob["manifest"]), found)
 
 
 def channel_versions(row: Row) -> dict[str, Any]:
@@ -377,19 +401,17 @@ def pending_writes(serde: SerializerProtocol, rows: Iterable[Row]) -> list[Pendi
 
 
 def checkpoint_tuples(serde: SerializerProtocol, loaded: Loaded) -> list[CheckpointTuple]:
-    return [checkpoint_tuple(serde, row, loaded.blobs, loaded.writes) for row in loaded.checkpoints]
+    return [checkpoint_tuple(serde, row, loaded) for row in loaded.checkpoints]
 
 
-def checkpoint_tuple(
-    serde: SerializerProtocol, row: Row, blobs: Mapping[BlobKey, Row], writes: Mapping[CheckpointKey, Sequence[Row]]
-) -> CheckpointTuple:
+def checkpoint_tuple(serde: SerializerProtocol, row: Row, loaded: Loaded) -> CheckpointTuple:
     """Assemble the `CheckpointTuple` LangGraph expects from a row and its children."""
     versions = channel_versions(row)
     values = {}
     for channel, version in versions.items():
-        blob = blobs.get((row["thread_key"], row["ns_key"], channel, str(version)))
+        blob = loaded.blobs.get((row["thread_key"], row["ns_key"], channel, str(version)))
         if blob is not None and blob["type"] != EMPTY:
-            values[channel] = load(serde, blob["type"], blob["blob"])
+            values[channel] = load(serde, blob["type"], blob_bytes(blob, loaded.parts))
     body = load(serde, row["type"], row["checkpoint"])
     configurable = {"thread_id": row["thread_id"], "checkpoint_ns": row["checkpoint_ns"]}
     parent = row["parent_checkpoint_id"]
@@ -398,12 +420,14 @@ def checkpoint_tuple(
         checkpoint=cast(Checkpoint, {**body, "channel_versions": versions, "channel_values": values}),
         metadata=load_json(row["metadata"]),
         parent_config={"configurable": {**configurable, "checkpoint_id": parent}} if parent else None,
-        pending_writes=pending_writes(serde, writes.get((row["thread_key"], row["ns_key"], row["checkpoint_id"]), ())),
+        pending_writes=pending_writes(
+            serde, loaded.writes.get((row["thread_key"], row["ns_key"], row["checkpoint_id"]), ())
+        ),
     )
 
 
 def delta_histories(
-    serde: SerializerProtocol, writes: Mapping[str, Sequence[Row]], seeds: Mapping[str, Row]
+    serde: SerializerProtocol, writes: Mapping[str, Sequence[Row]], seeds: Mapping[str, Row], parts: Parts
 ) -> dict[str, DeltaChannelHistory]:
     """Decode `operations.delta_history`'s rows into LangGraph's per-channel shape; a
     channel whose walk reached the root has no ``seed`` ("start empty")."""
@@ -413,6 +437,6 @@ def delta_histories(
             "writes": [(r["task_id"], r["channel"], load(serde, r["type"], r["blob"])) for r in rows]
         }
         if channel in seeds:
-            entry["seed"] = load(serde, seeds[channel]["type"], seeds[channel]["blob"])
+            entry["seed"] = load(serde, seeds[channel]["type"], blob_bytes(seeds[channel], parts))
         result[channel] = entry
     return result

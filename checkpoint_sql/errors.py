@@ -61,6 +61,12 @@ class SchemaNotReadyError(CheckpointSQLError, RuntimeError):
     """The tables do not exist yet: `setup()` / `asetup()` has not been run on this database."""
 
 
+class MissingPartsError(CheckpointSQLError, RuntimeError):
+    """Elements of a stored list are missing: something deleted rows of the parts
+    table that a checkpoint still points at (the saver itself deletes a part only
+    when no checkpoint of its namespace reaches it)."""
+
+
 class RetryExhaustedError(CheckpointSQLError, RuntimeError):
     """A transient database fault outlasted the retry budget. The message says which
     operation gave up after how many attempts; the last fault is chained as the cause."""

@@ -223,6 +223,7 @@ class _Builder:
             "version": str(version),
             "type": stored[0],
             "blob": stored[1],
+            "manifest": None,
         }
 
     def checkpoint(self, row: Mapping[str, Any], checkpoint: dict[str, Any], metadata: Mapping[str, Any]) -> None:

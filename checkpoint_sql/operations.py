@@ -16,15 +16,19 @@ from typing import Any, TypeVar
 
 from sqlalchemy.engine import Connection
 
-from checkpoint_sql import codec
-from checkpoint_sql.codec import Loaded, Row
-from checkpoint_sql.errors import ThreadExistsError, ThreadNotFoundError
+from checkpoint_sql import codec, elements
+from checkpoint_sql.codec import Loaded, Parts, Row
+from checkpoint_sql.errors import MissingPartsError, ThreadExistsError, ThreadNotFoundError
 from checkpoint_sql.ids import Address
 from checkpoint_sql.links import Link
 from checkpoint_sql.prepared import Prepared
-from checkpoint_sql.statements import CHUNK, SaverStatements
+from checkpoint_sql.statements import CHUNK, PART_BUCKETS, SaverStatements
 
 T = TypeVar("T")
+
+READ_ATTEMPTS = 3
+"""Reads of a checkpoint whose list parts went missing in between (deleted with it by
+another caller, between the read's statements) before `MissingPartsError`."""
 
 CHAIN_PAGE = 256
 """Ancestors read per recursive query when walking a parent chain (MySQL caps a
@@ -39,10 +43,38 @@ def chunks(items: Sequence[T], size: int = CHUNK) -> Iterator[Sequence[T]]:
 # --- the hot path: one statement each where the engine allows ---------------------------
 
 
-def read(link: Link, statement: Prepared, params: dict[str, Any]) -> Loaded:
+def read(link: Link, st: SaverStatements, statement: Prepared, params: dict[str, Any]) -> Loaded:
     """Checkpoints with their blobs and writes, in one statement (`get_tuple`, a page
-    of `list`)."""
-    return codec.split_union(statement.rows(link, params))
+    of `list`), then the parts of their split lists, if any (one statement per
+    namespace, two when a list is long enough to have pages).
+
+    The statements run without a transaction between them: should a checkpoint be
+    deleted after the first, its parts may be gone by the next, and the read starts
+    again (and then no longer finds the checkpoint).
+    """
+    for _ in range(READ_ATTEMPTS):
+        loaded = codec.split_union(statement.rows(link, params))
+        if fetch_parts(link, st, loaded.blobs.values(), loaded.parts):
+            return loaded
+    raise MissingPartsError(
+        f"a checkpoint's list elements are missing from {st.tables.parts.name} after {READ_ATTEMPTS} reads"
+    )
+
+
+def fetch_parts(link: Link, st: SaverStatements, blobs: Iterable[Row], into: Parts) -> bool:
+    """Fetch into `into` every part the manifests of `blobs` reach; False if one is
+    not stored."""
+    manifests: dict[elements.Namespace, list[bytes]] = {}
+    for blob in blobs:
+        if blob["manifest"] is not None:
+            manifests.setdefault((blob["thread_key"], blob["ns_key"]), []).append(bytes(blob["manifest"]))
+    for namespace, found in manifests.items():
+        have = into.setdefault(namespace, {})
+        if not _fetch(link, st, namespace, {p for m in found for p in elements.pages_of(m)}, have):
+            return False
+        if not _fetch(link, st, namespace, {d for m in found for d in elements.elements_of(m, have)}, have):
+            return False
+    return True
 
 
 def write(link: Link, plan: Sequence[tuple[Prepared, dict[str, Any]]]) -> None:
@@ -92,7 +124,8 @@ def _forget(
 
     Writes are deleted by checkpoint id, never "all but the kept": LangGraph may commit
     a step's writes before its checkpoint, and those must survive. Survivors whose
-    parent is deleted become roots, so no parent id dangles.
+    parent is deleted become roots, so no parent id dangles. Then the namespace's list
+    parts that no remaining blob reaches go too (`collect_parts`).
     """
     here = {"tkey": thread_key, "nkey": ns_key}
     referenced = {(k[2], k[3]) for row in kept for k in codec.blob_keys(row)}
@@ -104,6 +137,39 @@ def _forget(
         conn.execute(st.orphan_children, ids)
     for pairs in chunks(garbage):
         conn.execute(st.delete_blobs, {**here, "pairs": list(pairs)})
+    if garbage:
+        collect_parts(conn, st, thread_key, ns_key)
+
+
+def _fetch(
+    link: Link, st: SaverStatements, namespace: elements.Namespace, wanted: set[bytes], have: dict[bytes, bytes]
+) -> bool:
+    """Fetch the parts of `wanted` not in `have` into it; False if one is not stored."""
+    missing = sorted(wanted - have.keys())
+    size = PART_BUCKETS[-1]
+    for start in range(0, len(missing), size):
+        statement, params = st.parts_params(*namespace, missing[start : start + size])
+        have.update((bytes(d), bytes(data)) for d, data in statement.rows(link, params))
+    return have.keys() >= wanted
+
+
+def collect_parts(conn: Connection, st: SaverStatements, thread_key: bytes, ns_key: bytes) -> None:
+    """Delete the parts of a namespace that no manifest of its blobs reaches any more."""
+    here = {"tkey": thread_key, "nkey": ns_key}
+    stored = {bytes(d) for d in conn.execute(st.part_digests_of_namespace, here).scalars()}
+    if not stored:
+        return
+    manifests = [bytes(m) for m in conn.execute(st.manifests_of_namespace, here).scalars()]
+    pages = sorted({p for m in manifests for p in elements.pages_of(m)} & stored)
+    found: dict[bytes, bytes] = {}
+    for part in chunks(pages):
+        found.update(
+            (bytes(d), bytes(data)) for d, data in conn.execute(st.parts_by_digest, {**here, "digests": list(part)})
+        )
+    live = set(pages).union(*(elements.tail_of(m) for m in manifests))
+    live.update(d for page in found.values() for d in elements.digests_in(page))
+    for part in chunks(sorted(stored - live)):
+        conn.execute(st.delete_parts, {**here, "digests": list(part)})
 
 
 def _rows(conn: Connection, st: SaverStatements, thread_key: bytes, ns_key: bytes, ids: Sequence[str]) -> list[Row]:
@@ -213,6 +279,7 @@ class DeltaRows:
 
     writes: dict[str, list[Row]]
     seeds: dict[str, Row]
+    parts: Parts = field(default_factory=dict)
 
 
 def delta_history(conn: Connection, st: SaverStatements, address: Address, channels: Sequence[str]) -> DeltaRows:
@@ -223,7 +290,7 @@ def delta_history(conn: Connection, st: SaverStatements, address: Address, chann
     here = {"tkey": thread_key, "nkey": ns_key}
     target = address.checkpoint_id
     if target is None:
-        latest = read(Link.of(conn), st.read_latest, here).checkpoints
+        latest = read(Link.of(conn), st, st.read_latest, here).checkpoints
         if not latest:
             return DeltaRows({ch: [] for ch in channels}, {})
         target = latest[0]["checkpoint_id"]
@@ -240,4 +307,7 @@ def delta_history(conn: Connection, st: SaverStatements, address: Address, chann
         writes[ch] = [
             w for cid in on_path for w in codec.sorted_writes(by_checkpoint.get(cid, ())) if w["channel"] == ch
         ]
-    return DeltaRows(writes, walk.seeds)
+    rows = DeltaRows(writes, walk.seeds)
+    if not fetch_parts(Link.of(conn), st, walk.seeds.values(), rows.parts):
+        raise MissingPartsError(f"a delta channel's seed value has list elements missing from {st.tables.parts.name}")
+    return rows

@@ -27,7 +27,7 @@ from langgraph.checkpoint.serde.base import SerializerProtocol
 from sqlalchemy.engine import URL, Engine
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from checkpoint_sql import bounds, codec, dialects, migrate, operations, retention
+from checkpoint_sql import bounds, codec, dialects, elements, migrate, operations, retention
 from checkpoint_sql.calls import Call, DatabaseClient, Progress, adrive, drive, same
 from checkpoint_sql.database import Database
 from checkpoint_sql.engines import EngineOptions
@@ -98,6 +98,7 @@ class SQLSaver(BaseCheckpointSaver[str], DatabaseClient):
         self._use_database(target, async_engine=async_engine, engine_options=engine_options)
         self.tables: SaverTables = saver_tables(table_prefix, schema)
         self._st = SaverStatements(self.tables, self.db.family)
+        self._parts = elements.PartCache()
 
     @classmethod
     def from_conn_string(cls, url: str | URL | None = None, **kwargs: Any) -> SQLSaver:
@@ -137,9 +138,11 @@ class SQLSaver(BaseCheckpointSaver[str], DatabaseClient):
             statement = self._st.read_latest
         else:
             statement, params["checkpoint_id"] = self._st.read_exact, address.checkpoint_id
-        return Call(operations.read, (statement, params), self._first, single=True, raw=True)
+        return Call(operations.read, (self._st, statement, params), self._first, single=True, raw=True)
 
     def _first(self, loaded: codec.Loaded) -> CheckpointTuple | None:
+        for namespace, parts in loaded.parts.items():  # what a resumed thread's next put will not store again
+            self._parts.learn(namespace, parts)
         tuples = codec.checkpoint_tuples(self.serde, loaded)
         return tuples[0] if tuples else None
 
@@ -213,7 +216,7 @@ class SQLSaver(BaseCheckpointSaver[str], DatabaseClient):
             )
             return tuples, cursor
 
-        return Call(operations.read, (self._st.list_page(shape), params), finish, single=True, raw=True)
+        return Call(operations.read, (self._st, self._st.list_page(shape), params), finish, single=True, raw=True)
 
     def _list_plan(
         self,
@@ -304,12 +307,24 @@ class SQLSaver(BaseCheckpointSaver[str], DatabaseClient):
         writes: Sequence[Sequence[Any]] | None,
     ) -> Call[None, RunnableConfig]:
         address = address_of(config, operation="put")
-        prepared = codec.prepare_put(self.serde, address, checkpoint, metadata, new_versions, config)
+        assert address.ns_key is not None, "a put always names its namespace"
+        namespace = (address.thread_key, address.ns_key)
+        digest = self._parts.digester(namespace)
+        prepared = codec.prepare_put(self.serde, address, checkpoint, metadata, new_versions, config, digest)
         checkpoint_id = prepared.checkpoint["checkpoint_id"]
         if writes is not None:
             codec.add_full_put_writes(self.serde, address, checkpoint_id, writes, prepared.writes)
         stored = address.config(checkpoint_id)
-        return self._write(prepared.checkpoint, prepared.blobs, prepared.writes, lambda _: stored)
+        parts = [
+            {"thread_key": address.thread_key, "ns_key": address.ns_key, "digest": d, "data": data}
+            for d, data in sorted(self._parts.unknown(namespace, prepared.parts).items())
+        ]
+
+        def finish(_: None) -> RunnableConfig:
+            self._parts.learn(namespace, prepared.parts)
+            return stored
+
+        return self._write(prepared.checkpoint, prepared.blobs, parts, prepared.writes, finish)
 
     def put_writes(
         self,
@@ -343,18 +358,21 @@ class SQLSaver(BaseCheckpointSaver[str], DatabaseClient):
             )
         prepared = codec.PreparedWrites()
         codec.add_task_writes(self.serde, address, address.checkpoint_id, writes, task_id, task_path, prepared)
-        return self._write(None, [], prepared, same)
+        return self._write(None, [], [], prepared, same)
 
     def _write(
         self,
         checkpoint: dict[str, Any] | None,
         blobs: Sequence[dict[str, Any]],
+        parts: Sequence[dict[str, Any]],
         writes: codec.PreparedWrites,
         finish: Callable[[None], T],
     ) -> Call[None, T]:
         """The call storing these rows: one statement where the engine allows (then it
-        is its own transaction), else one transaction."""
-        plan = self._st.put_plan(checkpoint, blobs, list(writes.keep_first.values()), list(writes.overwrite.values()))
+        is its own transaction), else one transaction. Parts go in sorted by digest, so
+        that two writers storing some of the same ones lock them in the same order."""
+        keep_first, overwrite = list(writes.keep_first.values()), list(writes.overwrite.values())
+        plan = self._st.put_plan(checkpoint, blobs, parts, keep_first, overwrite)
         single = len(plan) == 1 and dialects.lone_writes_are_atomic(self.db.family)
         return Call(operations.write, (plan,), finish, write=True, single=single, group=True, raw=True)
 
@@ -376,7 +394,7 @@ class SQLSaver(BaseCheckpointSaver[str], DatabaseClient):
 
     def _delete_threads(self, thread_ids: Sequence[Any]) -> Call[None, None]:
         keys = [key_of(thread_id_of(t)) for t in thread_ids]
-        return Call(operations.delete_threads, (self._st, keys), same, write=True)
+        return Call(operations.delete_threads, (self._st, keys), self._forgetting(keys), write=True)
 
     def delete_for_runs(self, run_ids: Sequence[str]) -> None:
         """Delete the checkpoints whose metadata ``run_id`` is one of `run_ids`, their
@@ -392,7 +410,7 @@ class SQLSaver(BaseCheckpointSaver[str], DatabaseClient):
         ids = _strings(run_ids, "delete_for_runs: run_ids")
         if not ids:
             return None
-        return Call(operations.delete_for_runs, (self._st, ids), same, write=True, snapshot=True)
+        return Call(operations.delete_for_runs, (self._st, ids), self._forgetting(None), write=True, snapshot=True)
 
     def copy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
         """Copy a whole thread (every namespace, checkpoint, blob and write, same ids)
@@ -429,9 +447,16 @@ class SQLSaver(BaseCheckpointSaver[str], DatabaseClient):
             return []
         if strategy in ("delete", "delete_all"):
             return [self._delete_threads(threads)]
-        return [
-            Call(operations.prune_keep_latest, (self._st, key_of(t)), same, write=True, snapshot=True) for t in threads
-        ]
+        keys = [key_of(t) for t in threads]
+        finish = self._forgetting(keys)
+        return [Call(operations.prune_keep_latest, (self._st, k), finish, write=True, snapshot=True) for k in keys]
+
+    def _forgetting(self, thread_keys: Sequence[bytes] | None) -> Callable[[None], None]:
+        """Drop these threads' entries (None: all) from the part cache, now and once
+        the deleting call is over, since parts it deletes must not be skipped by a
+        later put."""
+        self._parts.forget_threads(thread_keys)
+        return lambda _: self._parts.forget_threads(thread_keys)
 
     # --- delta channels ------------------------------------------------------------------
 
@@ -460,7 +485,7 @@ class SQLSaver(BaseCheckpointSaver[str], DatabaseClient):
         return Call(
             operations.delta_history,
             (self._st, address, names),
-            lambda rows: codec.delta_histories(self.serde, rows.writes, rows.seeds),
+            lambda rows: codec.delta_histories(self.serde, rows.writes, rows.seeds, rows.parts),
         )
 
     # --- versions ------------------------------------------------------------------------
@@ -498,7 +523,11 @@ class SQLSaver(BaseCheckpointSaver[str], DatabaseClient):
         See `checkpoint_sql.retention`."""
         policy = retention.RetentionPolicy.of(keep_last, older_than)
         job = retention.job(self._st, policy, threads, dry_run=dry_run, progress=progress, override=override, veto=veto)
-        return drive(self.db, job)
+        forget = self._forgetting(None)
+        try:
+            return drive(self.db, job)
+        finally:
+            forget(None)
 
     async def aretain(
         self,
@@ -513,7 +542,11 @@ class SQLSaver(BaseCheckpointSaver[str], DatabaseClient):
     ) -> retention.RetentionReport:
         policy = retention.RetentionPolicy.of(keep_last, older_than)
         job = retention.job(self._st, policy, threads, dry_run=dry_run, progress=progress, override=override, veto=veto)
-        return await adrive(self.db, job)
+        forget = self._forgetting(None)
+        try:
+            return await adrive(self.db, job)
+        finally:
+            forget(None)
 
 
 def _strings(values: Any, what: str, *, allow_ints: bool = False) -> list[Any]:

@@ -1,6 +1,6 @@
 """The saver's tables, as SQLAlchemy Core metadata.
 
-Three tables, named with a prefix (``cpsql_`` by default) so they sit beside the
+The tables, named with a prefix (``cpsql_`` by default) so they sit beside the
 official savers' ``checkpoints``/``checkpoint_blobs``/``checkpoint_writes``/``writes``
 and the host application's own tables:
 
@@ -11,6 +11,11 @@ and the host application's own tables:
 * ``blobs``: one row per (thread, namespace, channel, version). A value is written
   once, by the checkpoint whose put bumped that version; later checkpoints that did
   not change the channel point at the same row through their channel versions.
+  A list the serializer wrote as a msgpack array is stored cut into its elements
+  (`checkpoint_sql.elements`): its row keeps the array header in ``blob`` and a
+  manifest of the parts' digests in ``manifest``.
+* ``parts``: the elements (and pages of digests) of such lists, each stored once per
+  (thread, namespace, digest), so a new version of a growing list stores what it adds.
 * ``writes``: pending writes. No foreign key to ``checkpoints``: LangGraph may commit
   the writes of step N+1 before the checkpoint they belong to.
 * ``leases``: who runs the retention sweep now, so replicas take turns
@@ -58,6 +63,7 @@ class SaverTables:
     prefix: str
     schema: str | None
     leases: sa.Table
+    parts: sa.Table
 
     @property
     def migrations(self) -> MigrationTarget:
@@ -107,6 +113,15 @@ def saver_tables(prefix: str = DEFAULT_PREFIX, schema: str | None = None) -> Sav
         sa.Column("version", dialects.ascii_key(VERSION_MAX), primary_key=True),
         sa.Column("type", sa.String(TYPE_MAX), nullable=False),
         sa.Column("blob", dialects.payload(), nullable=True),
+        sa.Column("manifest", dialects.payload(), nullable=True),
+    )
+    parts = sa.Table(
+        f"{prefix}parts",
+        md,
+        sa.Column("thread_key", dialects.key_bytes(), primary_key=True),
+        sa.Column("ns_key", dialects.key_bytes(), primary_key=True),
+        sa.Column("digest", dialects.key_bytes(), primary_key=True),
+        sa.Column("data", dialects.payload(), nullable=False),
     )
     writes = sa.Table(
         f"{prefix}writes",
@@ -121,7 +136,8 @@ def saver_tables(prefix: str = DEFAULT_PREFIX, schema: str | None = None) -> Sav
         sa.Column("type", sa.String(TYPE_MAX), nullable=False),
         sa.Column("blob", dialects.payload(), nullable=True),
     )
-    return SaverTables(md, checkpoints, blobs, writes, prefix, schema, lease_table(md, f"{prefix}leases"))
+    leases = lease_table(md, f"{prefix}leases")
+    return SaverTables(md, checkpoints, blobs, writes, prefix, schema, leases, parts)
 
 
 LEASE_NAME_MAX = 64

@@ -24,6 +24,10 @@ from checkpoint_sql.schema import SaverTables
 CHUNK = 500
 """Most keys bound in one IN (...); SQLite and psycopg cap parameters per statement."""
 
+PART_BUCKETS = (4, 16, 64, 256)
+"""How many digests a compiled parts lookup binds: a lookup of fewer repeats its
+last digest up to the next bucket, so a handful of statements serve every size."""
+
 ROWS_PER_INSERT = 50
 """Most rows in one multi-row INSERT; larger batches are split."""
 
@@ -44,7 +48,7 @@ CHECKPOINT_COLUMNS = (
 # Reads return one UNION ALL whose rows are a checkpoint, a blob or a write, told
 # apart by `part`; these are the names each part's columns stand for.
 PART_CHECKPOINT, PART_BLOB, PART_WRITE = 0, 1, 2
-BLOB_COLUMNS = ("thread_key", "ns_key", "channel", "version", "type", "blob")
+BLOB_COLUMNS = ("thread_key", "ns_key", "channel", "version", "type", "blob", "manifest")
 WRITE_COLUMNS = ("thread_key", "ns_key", "checkpoint_id", "task_id", "channel", "task_path", "type", "blob", "idx")
 
 
@@ -121,8 +125,9 @@ class SaverStatements:
     def __init__(self, tables: SaverTables, family: dialects.Family) -> None:
         self.tables = tables
         self.family = family
-        cp, bl, wr = tables.checkpoints, tables.blobs, tables.writes
+        cp, bl, wr, pa = tables.checkpoints, tables.blobs, tables.writes, tables.parts
         here = sa.and_(cp.c.thread_key == bindparam("tkey"), cp.c.ns_key == bindparam("nkey"))
+        parts_here = sa.and_(pa.c.thread_key == bindparam("tkey"), pa.c.ns_key == bindparam("nkey"))
 
         # --- reading (hot path)
         self.row_columns = tuple(cp.c[name] for name in CHECKPOINT_COLUMNS)
@@ -134,10 +139,20 @@ class SaverStatements:
         self.read_latest = Prepared(self._with_children(latest))
         self.read_exact = Prepared(self._with_children(exact_page))
         exact = sa.select(*self.row_columns).where(here, cp.c.checkpoint_id == bindparam("checkpoint_id"))
+        self.parts_lookup = {
+            n: Prepared(
+                sa.select(pa.c.digest, pa.c.data).where(
+                    parts_here, pa.c.digest.in_([bindparam(f"d{i}", type_=pa.c.digest.type) for i in range(n)])
+                )
+            )
+            for n in PART_BUCKETS
+        }
+        """A namespace's parts by digest, for each bucket size (see `parts_params`)."""
 
         # --- writing (hot path)
         self.checkpoint_upsert = RowsInsert(family, cp, "c", [c.name for c in cp.columns if not c.primary_key])
         self.blob_insert = RowsInsert(family, bl, "b", None)
+        self.parts_insert = RowsInsert(family, pa, "e", None)
         self.writes_keep_first = RowsInsert(family, wr, "k", None)
         self.writes_overwrite = RowsInsert(family, wr, "o", ["channel", "task_path", "type", "blob"])
         self._chained: dict[tuple[tuple[str, int], ...], Prepared] = {}
@@ -149,9 +164,9 @@ class SaverStatements:
             sa.select(sa.literal_column("1")).select_from(cp).where(cp.c.thread_key == bindparam("tkey")).limit(1)
         )
         self.delete_thread = [
-            sa.delete(t).where(t.c.thread_key.in_(bindparam("thread_keys", expanding=True))) for t in (cp, bl, wr)
+            sa.delete(t).where(t.c.thread_key.in_(bindparam("thread_keys", expanding=True))) for t in (cp, bl, pa, wr)
         ]
-        self.copy_thread = [_copy_rows(t) for t in (cp, bl, wr)]
+        self.copy_thread = [_copy_rows(t) for t in (cp, bl, pa, wr)]
         self.latest_per_namespace = (
             sa.select(cp.c.ns_key, sa.func.max(cp.c.checkpoint_id).label("checkpoint_id"))
             .where(cp.c.thread_key == bindparam("tkey"))
@@ -168,6 +183,14 @@ class SaverStatements:
         self.blob_keys_of_namespace = sa.select(bl.c.channel, bl.c.version).where(
             bl.c.thread_key == bindparam("tkey"), bl.c.ns_key == bindparam("nkey")
         )
+        self.manifests_of_namespace = sa.select(bl.c.manifest).where(
+            bl.c.thread_key == bindparam("tkey"), bl.c.ns_key == bindparam("nkey"), bl.c.manifest.is_not(None)
+        )
+        self.part_digests_of_namespace = sa.select(pa.c.digest).where(parts_here)
+        self.parts_by_digest = sa.select(pa.c.digest, pa.c.data).where(
+            parts_here, pa.c.digest.in_(bindparam("digests", expanding=True))
+        )
+        self.delete_parts = sa.delete(pa).where(parts_here, pa.c.digest.in_(bindparam("digests", expanding=True)))
         self.blobs_by_pair = sa.select(*(bl.c[c] for c in BLOB_COLUMNS)).where(
             bl.c.thread_key == bindparam("tkey"),
             bl.c.ns_key == bindparam("nkey"),
@@ -253,6 +276,7 @@ class SaverStatements:
             sa.literal_column(str(PART_CHECKPOINT)).label("part"),
             *(source.c[name] for name in CHECKPOINT_COLUMNS),
             null(sa.Integer()),
+            null(dialects.payload()),
         ).select_from(rows)
         joined, found = dialects.join_by_key(self.family, keys, bl, ("thread_key", "ns_key", "channel", "version"))
         blobs = sa.select(
@@ -268,6 +292,7 @@ class SaverStatements:
             null(dialects.JSONDocument()),
             null(dialects.JSONDocument()),
             null(sa.Integer()),
+            found.c.manifest,
         ).select_from(joined)
         writes = sa.select(
             sa.literal_column(str(PART_WRITE)),
@@ -282,6 +307,7 @@ class SaverStatements:
             null(dialects.JSONDocument()),
             null(dialects.JSONDocument()),
             wr.c.idx,
+            null(dialects.payload()),
         ).select_from(
             keyed.join(
                 wr,
@@ -336,6 +362,15 @@ class SaverStatements:
         found = self._list_pages[shape] = Prepared(self._with_children(page.limit(bindparam("limit"))))
         return found
 
+    def parts_params(
+        self, thread_key: bytes, ns_key: bytes, digests: Sequence[bytes]
+    ) -> tuple[Prepared, dict[str, Any]]:
+        """The `parts_lookup` for at most ``PART_BUCKETS[-1]`` digests, and its parameters."""
+        n = next(b for b in PART_BUCKETS if b >= len(digests))
+        params: dict[str, Any] = {"tkey": thread_key, "nkey": ns_key}
+        params.update((f"d{i}", digests[min(i, len(digests) - 1)]) for i in range(n))
+        return self.parts_lookup[n], params
+
     @staticmethod
     def list_cursor(row: Mapping[str, Any], *, thread_fixed: bool, ns_fixed: bool) -> tuple[Any, ...]:
         """The keyset position of `row` in a `list_page` with the same fixed columns."""
@@ -352,6 +387,7 @@ class SaverStatements:
         self,
         checkpoint: Mapping[str, Any] | None,
         blobs: Sequence[Mapping[str, Any]],
+        parts: Sequence[Mapping[str, Any]],
         keep_first: Sequence[Mapping[str, Any]],
         overwrite: Sequence[Mapping[str, Any]],
     ) -> list[tuple[Prepared, dict[str, Any]]]:
@@ -362,22 +398,24 @@ class SaverStatements:
         statements the caller runs in one transaction. Empty groups are left out.
         """
         groups = [
+            (self.parts_insert, parts),
             (self.blob_insert, blobs),
             (self.writes_keep_first, keep_first),
             (self.writes_overwrite, overwrite),
         ]
         if checkpoint is not None:
             groups.append((self.checkpoint_upsert, [checkpoint]))
-        parts = [
+        pieces = [
             (insert, list(rows[i : i + ROWS_PER_INSERT]))
             for insert, rows in groups
             for i in range(0, len(rows), ROWS_PER_INSERT)
         ]
-        if dialects.chains_writes(self.family) and len(parts) > 1:
-            renamed = [(insert.renamed(f"p{i}"), rows) for i, (insert, rows) in enumerate(parts)]
-            params = {k: v for insert, rows in renamed for k, v in insert.params(rows).items()}
-            return [(self._chain(renamed), params)]
-        return [(self._single_insert(insert, len(rows)), insert.params(rows)) for insert, rows in parts]
+        if len(pieces) > 1:  # distinct bind names: a chain, or a MySQL batch, sends them in one query
+            pieces = [(insert.renamed(f"p{i}"), rows) for i, (insert, rows) in enumerate(pieces)]
+        if dialects.chains_writes(self.family) and len(pieces) > 1:
+            params = {k: v for insert, rows in pieces for k, v in insert.params(rows).items()}
+            return [(self._chain(pieces), params)]
+        return [(self._single_insert(insert, len(rows)), insert.params(rows)) for insert, rows in pieces]
 
     def _single_insert(self, insert: RowsInsert, n: int) -> Prepared:
         key = (insert.role, n)

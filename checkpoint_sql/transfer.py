@@ -300,6 +300,7 @@ class _Reader:
                     "version": f(record, "version"),
                     "type": f(record, "type"),
                     "blob": f(record, "blob"),
+                    "manifest": None,
                 }
             )
         else:

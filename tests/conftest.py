@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from hypothesis import HealthCheck, settings
 from sqlalchemy.engine import make_url
 
-from checkpoint_sql import SQLSaver
+from checkpoint_sql import SQLSaver, elements
 
 # Property tests (tests/test_properties.py): few examples from a fixed seed in CI, so a
 # run is quick and repeatable; `--hypothesis-profile thorough` for a longer local hunt.
@@ -27,6 +27,22 @@ _PROPERTY_SETTINGS = {"deadline": None, "suppress_health_check": [HealthCheck.fu
 settings.register_profile("ci", max_examples=25, derandomize=True, **_PROPERTY_SETTINGS)  # type: ignore[arg-type]
 settings.register_profile("thorough", max_examples=1000, **_PROPERTY_SETTINGS)  # type: ignore[arg-type]
 settings.load_profile("ci")
+
+
+@pytest.fixture(autouse=True)
+def every_list_split(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Store every non-empty msgpack list cut into parts, however small.
+
+    In production only lists of 1 kB or more are cut (`elements.SPLIT_MIN_BYTES`), and
+    most values in these tests are smaller: without this, conformance, the graphs and
+    the command would run through the whole-blob form only. Values of other types
+    still take the whole-blob form. Tests marked ``list_thresholds`` keep the
+    production thresholds.
+    """
+    if request.node.get_closest_marker("list_thresholds") is None:
+        monkeypatch.setattr(elements, "SPLIT_MIN_BYTES", 1)
+        monkeypatch.setattr(elements, "MIN_ELEMENT_BYTES", 0)
+
 
 ENGINES = ("sqlite", "postgresql", "mysql")
 SERVER_URLS = {

@@ -46,7 +46,7 @@ def snapshot(saver: SQLSaver) -> dict[str, list[tuple[Any, ...]]]:
     with saver.db.sync_engine.connect() as conn:
         return {
             t.name: sorted((tuple(repr(v) for v in row) for row in conn.execute(sa.select(t))), key=repr)
-            for t in (tables.checkpoints, tables.blobs, tables.writes)
+            for t in (tables.checkpoints, tables.blobs, tables.parts, tables.writes)
         }
 
 

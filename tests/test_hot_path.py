@@ -102,6 +102,18 @@ async def test_a_write_transaction_failing_part_way_stores_nothing(db_url: str, 
         assert count(saver, "checkpoints") == 1
 
 
+def test_a_put_of_more_rows_than_one_insert_holds_stores_every_row(saver: SQLSaver) -> None:
+    """Rows go in INSERTs of `ROWS_PER_INSERT`; on MariaDB a transaction's INSERTs
+    travel as one query, so each must bind under names of its own."""
+    values = {f"c{i}": i for i in range(120)}
+    writes = [("task", f"w{i}", i) for i in range(130)]
+    stored = saver.put_full(config("t"), checkpoint(values), {}, dict.fromkeys(values, 1), writes)
+    found = saver.get_tuple(stored)
+    assert found is not None
+    assert found.checkpoint["channel_values"] == values
+    assert found.pending_writes == [("task", f"w{i}", i) for i in range(130)]
+
+
 def _open_handles(path: Path) -> int:
     """File descriptors of this process open on `path` (Linux)."""
     fds = Path("/proc/self/fd")

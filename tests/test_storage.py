@@ -16,7 +16,14 @@ from langgraph.store.base import BaseStore
 
 from checkpoint_sql import Database, SessionStore, ShortMemoryStore, SQLSaver, SQLStore, connect, migrate
 
-SAVER_TABLES = {"cpsql_checkpoints", "cpsql_blobs", "cpsql_writes", "cpsql_leases", "cpsql_alembic_version"}
+SAVER_TABLES = {
+    "cpsql_checkpoints",
+    "cpsql_blobs",
+    "cpsql_parts",
+    "cpsql_writes",
+    "cpsql_leases",
+    "cpsql_alembic_version",
+}
 STORE_TABLES = {
     "cpsql_store_items",
     "cpsql_store_vectors",

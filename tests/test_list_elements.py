@@ -1,0 +1,205 @@
+"""Lists stored element by element: what a growing conversation costs and what it
+reads back.
+
+A msgpack list is stored as its parts (`checkpoint_sql.elements`): every message of a
+conversation once per thread, whatever the number of checkpoints that hold it, and
+read back as the very bytes the serializer wrote. Lists below the production
+thresholds, values of other types and encrypted values keep the whole-blob form.
+(Outside the tests marked ``list_thresholds`` every list is split, see conftest.)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from hypothesis import given
+from hypothesis import strategies as st
+from langchain_core.messages import AIMessage, HumanMessage, RemoveMessage, ToolMessage
+from langgraph.checkpoint.memory import InMemorySaver
+from langgraph.checkpoint.serde.encrypted import EncryptedSerializer
+from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
+
+from checkpoint_sql import MissingPartsError, SQLSaver, elements
+from tests.graphs import agent_graph
+from tests.helpers import checkpoint, config, count
+
+SERDE = JsonPlusSerializer()
+
+
+def _messages(n: int, start: int = 0) -> list[Any]:
+    """`n` distinct messages of a few hundred bytes each, as a conversation holds."""
+    out: list[Any] = []
+    for i in range(start, start + n):
+        text = f"message {i}: " + " ".join(f"w{(i * 7 + j) % 97}" for j in range(60))
+        kind = i % 3
+        if kind == 0:
+            out.append(HumanMessage(content=text, id=f"h{i}"))
+        elif kind == 1:
+            out.append(AIMessage(content=text, id=f"a{i}"))
+        else:
+            out.append(ToolMessage(content=text, tool_call_id=f"c{i}", id=f"t{i}"))
+    return out
+
+
+def _manifests(saver: SQLSaver, channel: str) -> list[bytes | None]:
+    bl = saver.tables.blobs
+    with saver.db.sync_engine.connect() as conn:
+        return list(conn.execute(sa.select(bl.c.manifest).where(bl.c.channel == channel)).scalars())
+
+
+def _put_versions(saver: SQLSaver, thread_id: str, lists: list[list[Any]]) -> list[dict[str, Any]]:
+    """One checkpoint per list, each a new version of channel ``messages``."""
+    parent, stored = config(thread_id), []
+    for version, value in enumerate(lists, start=1):
+        cp = checkpoint({"messages": value}, {"messages": version})
+        parent = saver.put(parent, cp, {"step": version}, {"messages": version})
+        stored.append(parent)
+    return stored
+
+
+def _read(saver: SQLSaver, stored: dict[str, Any]) -> Any:
+    found = saver.get_tuple(stored)
+    assert found is not None
+    return found.checkpoint["channel_values"]["messages"]
+
+
+# --- pure: cutting and joining --------------------------------------------------------
+
+_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**63), 2**64 - 1) | st.floats(allow_nan=False) | st.text() | st.binary(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=20,
+)
+
+
+@given(st.lists(_values, min_size=1, max_size=80))
+def test_a_split_list_joins_back_to_the_very_bytes_the_serializer_wrote(value: list[Any]) -> None:
+    type_, data = SERDE.dumps_typed(value)
+    split = elements.split(type_, data)
+    if split is not None:
+        assert elements.join(split.header, split.manifest, split.parts) == data
+
+
+def test_a_long_list_lists_full_pages_and_a_short_tail() -> None:
+    type_, data = SERDE.dumps_typed(_messages(2 * elements.PAGE + 5))
+    split = elements.split(type_, data)
+    assert split is not None
+    assert len(elements.pages_of(split.manifest)) == 2
+    assert len(elements.tail_of(split.manifest)) == 5
+    assert len(split.manifest) == 4 + (2 + 5) * elements.DIGEST
+
+
+def test_appending_keeps_the_pages_and_elements_of_the_shorter_list() -> None:
+    short, long = _messages(40), _messages(41)
+    a = elements.split(*SERDE.dumps_typed(short))
+    b = elements.split(*SERDE.dumps_typed(long))
+    assert a is not None and b is not None
+    assert set(a.parts) <= set(b.parts)
+    assert len(set(b.parts) - set(a.parts)) == 1
+
+
+@pytest.mark.list_thresholds
+def test_only_msgpack_lists_large_enough_are_split() -> None:
+    assert elements.split(*SERDE.dumps_typed(_messages(1))) is None  # under SPLIT_MIN_BYTES
+    assert elements.split(*SERDE.dumps_typed(_messages(8))) is not None
+    assert elements.split(*SERDE.dumps_typed(list(range(2000)))) is None  # elements too small to key
+    assert elements.split(*SERDE.dumps_typed({"m": _messages(8)})) is None  # a map, not a list
+    assert elements.split("msgpack+aes", SERDE.dumps_typed(_messages(8))[1]) is None
+    assert elements.split("msgpack", b"\x91" + b"\xc1" * 2000) is None  # not msgpack: stays whole
+
+
+# --- through the saver, on every engine -----------------------------------------------
+
+
+def test_each_message_of_a_growing_list_is_stored_once(saver: SQLSaver) -> None:
+    lists = [_messages(n) for n in range(1, 41)]
+    stored = _put_versions(saver, "t", lists)
+    assert count(saver, "parts") == 40 + 1  # every message once, and one full page of digests
+    assert all(m is not None for m in _manifests(saver, "messages"))
+    for cfg, value in zip(stored, lists, strict=True):
+        assert _read(saver, cfg) == value
+    assert [t.checkpoint["channel_values"]["messages"] for t in saver.list(config("t"))] == lists[::-1]
+
+
+def test_a_message_removed_from_the_middle_of_a_long_list_reads_back(saver: SQLSaver) -> None:
+    full = _messages(3 * elements.PAGE + 3)
+    cut = full[:10] + full[11:]
+    stored = _put_versions(saver, "t", [full, cut, [*cut, *_messages(1, start=500)]])
+    assert [_read(saver, c) for c in stored] == [full, cut, [*cut, *_messages(1, start=500)]]
+
+
+def test_a_real_agent_conversation_reads_back_as_on_the_in_memory_saver(saver: SQLSaver) -> None:
+    ours, memory = agent_graph().compile(checkpointer=saver), agent_graph().compile(checkpointer=InMemorySaver())
+    for graph in (ours, memory):
+        cfg = config("chat")
+        for turn in range(3):
+            question = f"alpha bravo {turn} " + "filler " * 50
+            graph.invoke({"messages": [HumanMessage(content=question, id=f"q{turn}")], "tool_calls": 0}, cfg)
+        graph.update_state(cfg, {"messages": [RemoveMessage(id="q1")]})
+    cfg = config("chat")
+    assert ours.get_state(cfg).values == memory.get_state(cfg).values
+    assert [s.values for s in ours.get_state_history(cfg)] == [s.values for s in memory.get_state_history(cfg)]
+    assert any(m is not None for m in _manifests(saver, "messages"))
+
+
+async def test_the_async_api_reads_and_writes_the_same_parts(asaver: SQLSaver) -> None:
+    parent = config("t")
+    lists = [_messages(n) for n in (3, 5, 9)]
+    for version, value in enumerate(lists, start=1):
+        cp = checkpoint({"messages": value}, {"messages": version})
+        parent = await asaver.aput(parent, cp, {}, {"messages": version})
+    found = await asaver.aget_tuple(config("t"))
+    assert found is not None and found.checkpoint["channel_values"]["messages"] == lists[-1]
+    assert [t.checkpoint["channel_values"]["messages"] async for t in asaver.alist(config("t"))] == lists[::-1]
+
+
+def test_a_saver_without_memory_of_the_thread_stores_no_part_twice(saver: SQLSaver, db_url: str) -> None:
+    first = _put_versions(saver, "t", [_messages(5)])
+    with SQLSaver.from_conn_string(db_url) as other:  # another process resuming the thread
+        cp = checkpoint({"messages": _messages(8)}, {"messages": 2})
+        stored = other.put(first[-1], cp, {}, {"messages": 2})
+        assert _read(other, stored) == _messages(8)
+    assert count(saver, "parts") == 8
+
+
+def test_parts_deleted_with_a_thread_are_stored_again_by_the_same_saver(saver: SQLSaver) -> None:
+    _put_versions(saver, "t", [_messages(6)])
+    saver.delete_thread("t")
+    assert count(saver, "parts") == 0
+    stored = _put_versions(saver, "t", [_messages(6)])  # the same bytes: the saver must not skip them
+    assert _read(saver, stored[-1]) == _messages(6)
+
+
+def test_a_checkpoint_whose_parts_were_deleted_behind_the_savers_back_is_an_error(saver: SQLSaver) -> None:
+    stored = _put_versions(saver, "t", [_messages(4)])
+    with saver.db.sync_engine.begin() as conn:
+        conn.execute(sa.delete(saver.tables.parts))
+    with pytest.raises(MissingPartsError, match="missing"):
+        saver.get_tuple(stored[-1])
+
+
+def test_encrypted_lists_stay_whole(db_url: str) -> None:
+    serde = EncryptedSerializer.from_pycryptodome_aes(key=b"k" * 16)
+    with SQLSaver.from_conn_string(db_url, serde=serde) as saver:
+        saver.setup()
+        stored = _put_versions(saver, "t", [_messages(6)])
+        assert _read(saver, stored[-1]) == _messages(6)
+        assert _manifests(saver, "messages") == [None]
+        assert count(saver, "parts") == 0
+
+
+@pytest.mark.list_thresholds
+def test_small_lists_and_other_values_keep_the_whole_blob_form(saver: SQLSaver) -> None:
+    values = {"short": ["a", "b"], "numbers": list(range(1000)), "doc": {"text": "x" * 5000}, "big": _messages(10)}
+    cp = checkpoint(values)
+    stored = saver.put(config("t"), cp, {}, {k: 1 for k in values})
+    found = saver.get_tuple(stored)
+    assert found is not None and found.checkpoint["channel_values"] == values
+    assert {c: m is not None for c in values for m in _manifests(saver, c)} == {
+        "short": False,
+        "numbers": False,
+        "doc": False,
+        "big": True,
+    }
