@@ -33,10 +33,10 @@ What is measured, per engine:
    the ratio being the median of per-repetition ratios, as everywhere in the suite.
 4. **Bytes written per put at the last turn**: the rows of every table are read before
    and after the last turn (untimed, before the turn's first run and after its last);
-   a row present afterwards and not before (inserted, or changed) counts with the size
-   of its values (bytes and text: their length in bytes, UTF-8; numbers: 8; JSON: its
-   text; NULL: 0): what the saver wrote into its rows, uncompressed, without index or
-   page overhead. Divided by the puts of the turn (the checkpoints it stored), it is
+   a row present afterwards and not before (inserted, or changed; a deleted row counts
+   nothing) counts with the size of its values (bytes and text: their length in bytes,
+   UTF-8; numbers: 8; JSON: its text; NULL: 0): what the saver wrote into its rows,
+   uncompressed, without index or page overhead. Divided by the puts of the turn (the checkpoints it stored), it is
    compared with the bytes the turn added: the serialized size of the messages the turn
    appended plus the floor's metadata of its checkpoints. The growth of bytes on disk
    over the same turn is shown beside it (coarse: whole 4 kB / 8 kB pages; MariaDB
@@ -240,6 +240,9 @@ def _converse(contenders: list[_Contender], settings: Settings, *, analyze: bool
         gc.unfreeze()
     final = _messages(memory.saver)
     assert [m.id for m in final[: len(messages_before)]] == [m.id for m in messages_before]
+    for c in stored:  # every saver must give back the whole conversation, or its bytes mean nothing
+        got = _messages(c.saver)
+        assert [(m.id, m.content) for m in got] == [(m.id, m.content) for m in final], f"{c.name} lost messages"
     metadata = _checkpoint_bytes(memory.saver)
     new_ids = set(metadata) - ids_before
     added_messages = len(SERDE.dumps_typed(final[len(messages_before) :])[1])
