@@ -45,13 +45,16 @@ class Settings:
     conversation_shape: ConversationShape = field(default_factory=ConversationShape)
     conversation_turns: int = 40
     conversation_timed_turns: int = 5
+    conversation_repeats: int = 3
+    """Conversations per contender for the turn times, each on fresh databases (the
+    first one's are the ones measured and read)."""
     conversation_calls: int = 5
     """Calls per sample of `get_tuple` and `list(limit=10)` on the long thread."""
     conversation_reps: int = 10
     conversation_list_calls: int = 1
     """Calls per sample of `list` of the whole thread: every checkpoint with its messages,
     about 1 s a call on each saver today, hence fewer samples."""
-    conversation_list_reps: int = 5
+    conversation_list_reps: int = 4
 
     profile_calls: int = 300
 
@@ -83,6 +86,7 @@ SMOKE = Settings(
     ),
     conversation_turns=4,
     conversation_timed_turns=2,
+    conversation_repeats=2,
     conversation_calls=2,
     conversation_reps=1,
     conversation_list_calls=1,

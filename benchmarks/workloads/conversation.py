@@ -18,16 +18,19 @@ What is measured, per engine:
    with the same serializer, as `InMemorySaver.list` returns them. Pending writes and
    the `tool_calls` counter are not in the floor: it is what a saver that stored every
    message once and nothing else would need.
-2. **Time of the last turns** (turns 36-40 of 40): one conversation per contender can
-   only be run once per thread, so the contenders run it side by side, turn by turn:
-   turn t runs for every contender before turn t + 1 runs for any, the starting
-   contender rotating every turn, garbage collected before each run (as
-   `runner.interleave` does). A turn's time is the wall time of `graph.invoke` with
-   LangGraph's default durability (puts in a background thread; `invoke` returns
-   after the last one is stored). The figure is the sum over the last turns, ours ÷
-   official, with the range of the per-turn ratios beside it; InMemorySaver's time
-   shows how much of a turn is LangGraph itself. PostgreSQL's databases are ANALYZEd
-   between turns (untimed, as autovacuum would; `--no-analyze` turns it off).
+2. **Time of the last turns** (turns 36-40 of 40): a thread's conversation can only be
+   run once, so the contenders run it side by side, turn by turn: turn t runs for every
+   contender before turn t + 1 runs for any, the starting contender rotating every turn,
+   garbage collected before each run (as `runner.interleave` does). A turn's time is
+   the wall time of `graph.invoke` with LangGraph's default durability (puts in a
+   background thread; `invoke` returns after the last one is stored). Five turns of one
+   conversation on a shared machine are noisy, so the whole conversation is run
+   `conversation_repeats` (3) times, each time on fresh databases (the first run's are
+   the ones measured in 1, 3 and 4): per run, the sum over the last turns, ours ÷
+   official; the figure is the median of those paired ratios, with their range.
+   InMemorySaver's time shows how much of a turn is LangGraph itself: its ratio to the
+   official saver's is the lowest any saver could reach. PostgreSQL's databases are
+   ANALYZEd between turns (untimed, as autovacuum would; `--no-analyze` turns it off).
 3. **Reads on the long thread**: `get_tuple` (latest), `list(limit=10)` and `list` of
    the whole thread, ours ÷ official, interleaved repetitions (`runner.interleave`),
    the ratio being the median of per-repetition ratios, as everywhere in the suite.
@@ -70,7 +73,7 @@ from benchmarks.report import Outcome, Target, count, duration, ratio, ratio_wit
 from benchmarks.runner import Case, interleave, timed_cpu, timed_each
 from benchmarks.servers import Database, Databases
 from benchmarks.settings import Settings
-from benchmarks.stats import Summary, paired
+from benchmarks.stats import Summary, overhead_ratio, paired
 
 WORKLOAD = "long conversation"
 THREAD = "long-conversation"
@@ -119,6 +122,16 @@ def _disk(db: Database) -> int:
     if db.engine == "sqlite":
         bulk.sqlite_checkpoint_wal(db)
     return sum(bulk.table_bytes(db, _tables(db)).values())
+
+
+def _analyze(db: Database) -> None:
+    """ANALYZE the saver's tables (a bare ANALYZE would also go through the catalogs: 60 ms
+    a call, which between 40 turns x 2 savers x 3 repeats adds up)."""
+    names = ", ".join(f'"{name}"' for name in _tables(db))
+    if names:
+        with bulk.engine_of(db).connect() as conn:
+            conn.exec_driver_sql(f"ANALYZE {names}")
+            conn.commit()
 
 
 def _hashable(value: Any) -> Any:
@@ -176,13 +189,13 @@ def _messages(saver: BaseCheckpointSaver[Any]) -> list[AnyMessage]:
     return list(latest.checkpoint["channel_values"].get("messages", []))
 
 
-def _open(engine: str, databases: Databases, settings: Settings) -> list[_Contender]:
+def _open(engine: str, databases: Databases, settings: Settings, repeat: int) -> list[_Contender]:
     contenders: list[_Contender] = []
     try:
-        db = databases.create(engine, "conv_ours")
+        db = databases.create(engine, f"conv{repeat}_ours")
         saver = ours(db)
         contenders.append(_Contender("ours", "SQLSaver", saver, None, db, saver.close))
-        db = databases.create(engine, "conv_official")
+        db = databases.create(engine, f"conv{repeat}_official")
         official, close = official_sync(db)
         contenders.append(_Contender("official", OFFICIAL_NAMES[engine][0], official, None, db, close))
         contenders.append(_Contender("memory", "InMemorySaver", InMemorySaver(), None, None, lambda: None))
@@ -203,9 +216,11 @@ def _close(contenders: list[_Contender]) -> None:
             print(f"warning: closing {c.name} failed: {exc}")
 
 
-def _converse(contenders: list[_Contender], settings: Settings, *, analyze: bool) -> dict[str, Any]:
+def _converse(contenders: list[_Contender], settings: Settings, *, repeat: int, analyze: bool) -> dict[str, Any]:
     """Run the conversation on every contender, turn by turn, rotating who goes first;
-    snapshot the databases around the last turn. Returns what the last turn did."""
+    on the first repeat, snapshot the databases around the last turn and return what
+    the conversation stored and what its last turn wrote (later repeats only time)."""
+    measure = repeat == 0
     turns = settings.conversation_turns
     stored = [c for c in contenders if c.db is not None]
     memory = next(c for c in contenders if c.who == "memory")
@@ -216,12 +231,12 @@ def _converse(contenders: list[_Contender], settings: Settings, *, analyze: bool
     config = _config()
     try:
         for turn in range(turns):
-            if turn == turns - 1:
+            if measure and turn == turns - 1:
                 before = {c.who: _snapshot(c.db) for c in stored if c.db is not None}
                 messages_before = _messages(memory.saver) if turn else []
                 ids_before = set(_checkpoint_bytes(memory.saver))
             question = conversation_question(turn, settings.conversation_shape)
-            start = turn % len(contenders)
+            start = (turn + repeat) % len(contenders)
             gc.collect()
             gc.freeze()
             for c in [*contenders[start:], *contenders[:start]]:
@@ -234,10 +249,13 @@ def _converse(contenders: list[_Contender], settings: Settings, *, analyze: bool
             if analyze:
                 for c in stored:
                     if c.db is not None and c.db.engine == "postgresql":
-                        bulk.postgres_analyze(c.db)
-        after = {c.who: _snapshot(c.db) for c in stored if c.db is not None}
+                        _analyze(c.db)
+        if measure:
+            after = {c.who: _snapshot(c.db) for c in stored if c.db is not None}
     finally:
         gc.unfreeze()
+    if not measure:
+        return {}
     final = _messages(memory.saver)
     assert [m.id for m in final[: len(messages_before)]] == [m.id for m in messages_before]
     for c in stored:  # every saver must give back the whole conversation, or its bytes mean nothing
@@ -283,22 +301,31 @@ def run(engines: list[str], databases: Databases, settings: Settings, *, analyze
     turns, timed = settings.conversation_turns, min(settings.conversation_timed_turns, settings.conversation_turns)
     first_timed = turns - timed + 1
     early = min(timed, turns)  # the first turns, for comparison: a short thread
+    repeats = max(1, settings.conversation_repeats)
     opened: dict[str, list[_Contender]] = {}
     results: dict[str, dict[str, Any]] = {}
     try:
         for engine in engines:
             started = time.perf_counter()
-            contenders = _open(engine, databases, settings)
-            opened[engine] = contenders
-            results[engine] = _converse(contenders, settings, analyze=analyze)
+            per_turn: list[dict[str, dict[str, list[float]]]] = []  # per repeat, per contender, every turn
+            for repeat in range(repeats):
+                contenders = _open(engine, databases, settings, repeat)
+                if repeat == 0:  # kept open: what it stored is measured and read below
+                    opened[engine] = contenders
+                    results[engine] = _converse(contenders, settings, repeat=repeat, analyze=analyze)
+                else:
+                    try:
+                        _converse(contenders, settings, repeat=repeat, analyze=analyze)
+                    finally:
+                        _close(contenders)
+                per_turn.append({c.who: {"walls": c.walls, "cpus": c.cpus} for c in contenders})
             results[engine]["seconds"] = time.perf_counter() - started
-            results[engine]["per_turn"] = {
-                c.who: {"walls": c.walls, "cpus": c.cpus} for c in contenders
-            }  # every turn, in order
+            results[engine]["per_turn"] = per_turn
+            contenders = opened[engine]
             if analyze and engine == "postgresql":
                 for c in contenders:
                     if c.db is not None:
-                        bulk.postgres_analyze(c.db)
+                        _analyze(c.db)
             counts = {c.who: sum(1 for _ in c.saver.list(_config())) for c in contenders}
             results[engine]["stored_checkpoints"] = counts
             assert len(set(counts.values())) == 1, f"the savers stored different conversations: {counts}"
@@ -340,13 +367,13 @@ def run(engines: list[str], databases: Databases, settings: Settings, *, analyze
         "official ÷ floor",
     )
     time_t = table(
-        f"Long conversation: wall time of turns {first_timed}-{turns} of {turns} (all contenders run each turn "
-        "before the next, first contender rotating)",
+        f"Long conversation: wall time of turns {first_timed}-{turns} of {turns}, median of {repeats} "
+        "conversations on fresh databases (in each, all contenders run a turn before any runs the next)",
         "engine",
         "SQLSaver",
         "official",
         "InMemorySaver",
-        "ours ÷ official [per turn]",
+        "ours ÷ official [min-max]",
         "InMemorySaver ÷ official",
         "ours ÷ official overhead",
         "ours ÷ official CPU",
@@ -396,29 +423,28 @@ def run(engines: list[str], databases: Databases, settings: Settings, *, analyze
             ratio(disk["official"] / floor, 1),
         )
 
-        walls = {who: t["walls"] for who, t in r["per_turn"].items()}
-        cpus = {who: t["cpus"] for who, t in r["per_turn"].items()}
-        last = {who: sum(w[-timed:]) for who, w in walls.items()}
-        last_cpu = {who: sum(w[-timed:]) for who, w in cpus.items()}
-        first = {who: sum(w[:early]) for who, w in walls.items()}
-        turn_ratio = last["ours"] / last["official"] if last["official"] else math.nan
-        memory_ratio = last["memory"] / last["official"] if last["official"] else math.nan
-        per_turn = paired(walls["ours"][-timed:], walls["official"][-timed:])
-        over_o, over_f = last["ours"] - last["memory"], last["official"] - last["memory"]
-        overhead = over_o / over_f if over_f > 0 else math.nan
-        cpu_over_f = last_cpu["official"] - last_cpu["memory"]
-        cpu_ratio = (last_cpu["ours"] - last_cpu["memory"]) / cpu_over_f if cpu_over_f > 0 else math.nan
+        # per repeat: the sum over the timed (last) turns, and over as many first turns
+        who_all = ("ours", "official", "memory")
+        last = {w: [sum(rp[w]["walls"][-timed:]) for rp in r["per_turn"]] for w in who_all}
+        last_cpu = {w: [sum(rp[w]["cpus"][-timed:]) for rp in r["per_turn"]] for w in who_all}
+        first = {w: [sum(rp[w]["walls"][:early]) for rp in r["per_turn"]] for w in who_all}
+        turns_pair = paired(last["ours"], last["official"])
+        turn_ratio = turns_pair.median
+        memory_ratio = paired(last["memory"], last["official"]).median
+        overhead, _ = overhead_ratio(last["ours"], last["official"], last["memory"])
+        cpu_ratio, _ = overhead_ratio(last_cpu["ours"], last_cpu["official"], last_cpu["memory"])
+        median = {w: Summary.of(v).median for w, v in last.items()}
         time_t.add_row(
             label,
-            duration(last["ours"]),
-            duration(last["official"]),
-            duration(last["memory"]),
-            f"{ratio(turn_ratio)} [{per_turn.min:.2f}-{per_turn.max:.2f}]",
+            duration(median["ours"]),
+            duration(median["official"]),
+            duration(median["memory"]),
+            f"{ratio(turn_ratio)} [{turns_pair.min:.2f}-{turns_pair.max:.2f}]",
             ratio(memory_ratio),
             ratio(overhead),
             ratio(cpu_ratio),
-            duration(first["ours"]),
-            duration(first["official"]),
+            duration(Summary.of(first["ours"]).median),
+            duration(Summary.of(first["official"]).median),
         )
 
         reads: dict[str, Any] = {}
@@ -457,7 +483,8 @@ def run(engines: list[str], databases: Databases, settings: Settings, *, analyze
         summary[engine] = {
             "bytes_on_disk_official_over_ours": bytes_ratio,
             "last_turns_ours_over_official": turn_ratio,
-            "last_turns_per_turn_ratios": per_turn.as_dict(),
+            "last_turns_seconds": last,
+            "last_turns_ratios": turns_pair.as_dict(),
             "last_turns_memory_over_official": memory_ratio,
             "last_turns_overhead_ratio": overhead,
             "last_turns_cpu_overhead_ratio": cpu_ratio,
@@ -508,14 +535,16 @@ def run(engines: list[str], databases: Databases, settings: Settings, *, analyze
             f"written: rows new or changed during turn {turns}, the bytes of their values (uncompressed, no index "
             "or page overhead); the turn added its new messages serialized + its checkpoints' metadata and body; "
             "'per put ÷ added' is the target's measure, 'written ÷ added' the same on the whole turn. Disk growth: "
-            "whole pages, MariaDB's 16 kB. Turn times: [min-max] of the per-turn ratios; overhead = time - "
-            "InMemorySaver's over the same turns (wall time, and process CPU time); "
+            "whole pages, MariaDB's 16 kB. Turn times: per conversation, the sum over the turns; ratio: median "
+            "[min-max] of the per-conversation ratios; overhead = time - InMemorySaver's over the same turns, "
+            "ratio of the median overheads (wall time, and process CPU time); "
             "'InMemorySaver ÷ official' is the lowest 'ours ÷ official' any saver could reach (LangGraph's own "
             "work in the turn)."
         )
     outcome.data = {
         "turns": turns,
         "timed_turns": timed,
+        "repeats": repeats,
         "shape": vars(settings.conversation_shape),
         "results": results,
         "summary": summary,
