@@ -1,4 +1,4 @@
-"""The PNG chart of a run: one panel per workload, all as ratios or per-unit costs."""
+"""The PNG chart of a run: a panel or two per workload, as ratios, per-unit costs or bytes."""
 
 from __future__ import annotations
 
@@ -38,7 +38,7 @@ def _bars(ax: Any, groups: list[str], series: dict[str, list[float]], colors: li
 
 def draw(results: dict[str, Any], path: Path) -> None:
     workloads = results.get("workloads", {})
-    fig, axes = plt.subplots(2, 3, figsize=(17, 9.5))
+    fig, axes = plt.subplots(2, 4, figsize=(22, 9.5))
     fig.suptitle(
         f"checkpoint_sql benchmarks ({results['meta']['settings']} run, {results['meta']['started']})", fontsize=12
     )
@@ -48,6 +48,8 @@ def draw(results: dict[str, Any], path: Path) -> None:
     _history(axes[1][0], workloads.get("history"))
     _storage(axes[1][1], workloads.get("storage"))
     _concurrency(axes[1][2], workloads.get("concurrency"))
+    _conversation_bytes(axes[0][3], workloads.get("conversation"))
+    _conversation_ratios(axes[1][3], workloads.get("conversation"))
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -172,3 +174,44 @@ def _concurrency(ax: Any, data: dict[str, Any] | None) -> None:
     ax.legend(fontsize=7)
     ax.set_title(title, fontsize=10)
     ax.set_ylabel("turns/s")
+
+
+def _conversation_bytes(ax: Any, data: dict[str, Any] | None) -> None:
+    title = "Long conversation: bytes on disk after the last turn (log)"
+    if not data:
+        return _missing(ax, title)
+    results = data["results"]
+    engines = [e for e in LABELS if e in results]
+    series = {
+        "SQLSaver": [results[e]["bytes_on_disk"]["ours"] for e in engines],
+        "official saver": [results[e]["bytes_on_disk"]["official"] for e in engines],
+        "floor": [results[e]["floor_bytes"] for e in engines],
+    }
+    _bars(ax, [LABELS[e] for e in engines], series, [OURS, OFFICIAL, MEMORY])
+    ax.set_yscale("log")
+    _plain_log(ax, _KB)
+    ax.set_title(title, fontsize=10)
+    ax.set_ylabel("bytes (log)")
+
+
+def _conversation_ratios(ax: Any, data: dict[str, Any] | None) -> None:
+    title = "Long conversation: ours ÷ official saver (sync API)"
+    if not data:
+        return _missing(ax, title)
+    summary = data["summary"]
+    engines = [e for e in LABELS if e in summary]
+    groups = [f"turns {data['turns'] - data['timed_turns'] + 1}-{data['turns']}\n(target ≤ 0.5)"]
+    groups += [op.replace(" (", "\n(") for op in next(iter(summary.values()))["reads"]]
+    series = {
+        LABELS[e]: [
+            summary[e]["last_turns_ours_over_official"],
+            *[r["ratio"]["median"] for r in summary[e]["reads"].values()],
+        ]
+        for e in engines
+    }
+    _bars(ax, groups, series, ["#2ca02c", "#9467bd", "#8c564b"])
+    ax.axhline(1.0, color="red", linestyle="--", linewidth=1)
+    ax.hlines(0.5, -0.45, 0.45, color="red", linestyle=":", linewidth=1.5)  # the turns' target
+    ax.set_title(title, fontsize=10)
+    ax.set_ylabel("x official (reads: target ≤ 1)")
+    ax.tick_params(axis="x", labelsize=7)

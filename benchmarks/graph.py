@@ -8,11 +8,17 @@ real conversation does. Message ids are deterministic, so the run without a chec
 
 `document_graph` holds one large value that never changes (a document) beside a counter
 that changes every step: the storage workload's second case.
+
+`conversation_graph` is the agent loop of the long-conversation workload: the same
+agent <-> tool shape, with text that reads (and compresses) like prose instead of the
+short tokens above: questions, tool results and answers of varying length, written by
+`Writer` from a seeded generator over a vocabulary of thousands of words.
 """
 
 from __future__ import annotations
 
 import copy
+import itertools
 import operator
 import random
 import string
@@ -145,6 +151,139 @@ def document_graph(steps: int) -> StateGraph[Any]:
 
 def document(size: int) -> str:
     return prose("document", size)
+
+
+# --- a long conversation of realistic text ----------------------------------------------
+
+_CONSONANTS = ("b", "c", "d", "f", "g", "h", "k", "l", "m", "n", "p", "r", "s", "t", "v", "w", "z", "ch", "sh", "th")
+_VOWELS = ("a", "e", "i", "o", "u", "ai", "ea", "ou", "io")
+_FUNCTION_WORDS = (
+    "the", "of", "and", "to", "a", "in", "is", "that", "for", "it", "as", "with", "on", "was", "by", "this",
+    "be", "are", "or", "from", "at", "which", "not", "an", "but", "they", "have", "we", "its", "their",
+)  # fmt: skip
+
+
+class Writer:
+    """Pseudo-prose from a seeded generator: a vocabulary of `vocabulary` made-up words
+    (one to four syllables) drawn with Zipf frequencies, mixed with common English
+    function words about as often as English uses them; sentences of 4 to 28 words with
+    the odd comma and number, in paragraphs. Nothing repeats beyond what text repeats:
+    zlib compresses it about 2-3x, like English, where a repeated sentence would compress
+    100x (and PostgreSQL compresses large values, which would flatter whoever stores more)."""
+
+    def __init__(self, vocabulary: int = 5_000, seed: str = "conversation-vocabulary") -> None:
+        rng = random.Random(seed)
+        seen: set[str] = set()
+        words: list[str] = []
+        while len(words) < vocabulary:
+            syllables = rng.choices((1, 2, 3, 4), weights=(3, 5, 3, 1))[0]
+            word = "".join(rng.choice(_CONSONANTS) + rng.choice(_VOWELS) for _ in range(syllables))
+            word += rng.choice(_CONSONANTS) if rng.random() < 0.4 else ""
+            if word not in seen and word not in _FUNCTION_WORDS:
+                seen.add(word)
+                words.append(word)
+        self.words = words
+        self.weights = list(itertools.accumulate(1.0 / (rank + 3) for rank in range(len(words))))
+        self.function_weights = list(itertools.accumulate(1.0 / (rank + 1) for rank in range(len(_FUNCTION_WORDS))))
+
+    def word(self, rng: random.Random) -> str:
+        if rng.random() < 0.35:
+            return rng.choices(_FUNCTION_WORDS, cum_weights=self.function_weights)[0]
+        return rng.choices(self.words, cum_weights=self.weights)[0]
+
+    def sentence(self, rng: random.Random, words: int | None = None) -> str:
+        n = words if words is not None else rng.randint(4, 28)
+        out = [self.word(rng) for _ in range(n)]
+        if rng.random() < 0.15:
+            out[rng.randrange(n)] = str(rng.randint(2, 9_999))
+        if n > 6 and rng.random() < 0.4:
+            i = rng.randrange(2, n - 2)
+            out[i] += ","
+        out[0] = out[0].capitalize()
+        return " ".join(out) + rng.choices((".", "?", "!", ":"), weights=(85, 6, 3, 6))[0]
+
+    def text(self, rng: random.Random, size: int) -> str:
+        """About `size` characters (whole sentences, the last one cut at `size`)."""
+        parts: list[str] = []
+        length, in_paragraph = 0, 0
+        while length < size:
+            sentence = self.sentence(rng)
+            separator = "" if not parts else ("\n\n" if in_paragraph >= rng.randint(3, 6) else " ")
+            in_paragraph = 0 if separator == "\n\n" else in_paragraph + 1
+            parts.append(separator + sentence)
+            length += len(separator) + len(sentence)
+        return "".join(parts)[:size]
+
+
+WRITER = Writer()
+
+
+@dataclass(frozen=True)
+class ConversationShape:
+    """How one turn of the long conversation looks: `tool_calls` searches, each an agent
+    step and a tool step, then an answer; lengths in characters, drawn uniformly."""
+
+    tool_calls: int = 3
+    question_words: tuple[int, int] = (8, 24)
+    tool_chars: tuple[int, int] = (200, 650)
+    answer_chars: tuple[int, int] = (150, 600)
+
+
+class _ConversationAgent:
+    def __init__(self, shape: ConversationShape) -> None:
+        self.shape = shape
+
+    def __call__(self, state: AgentState) -> dict[str, Any]:
+        position, asked = _latest_question(state["messages"])
+        done = sum(isinstance(m, ToolMessage) for m in state["messages"][position:])
+        turn = asked.id
+        if done < self.shape.tool_calls:
+            rng = random.Random(f"{turn}-call-{done}")
+            words = [w.strip(",.?!:") for w in str(asked.content).split()]
+            query = " ".join(rng.sample(words, k=min(3, len(words))))
+            call = {"id": f"{turn}-call-{done}", "name": "search", "args": {"query": query}}
+            return {"messages": [AIMessage(content="", tool_calls=[call], id=f"{turn}-ai-{done}")]}
+        rng = random.Random(f"{turn}-answer")
+        answer = WRITER.text(rng, rng.randint(*self.shape.answer_chars))
+        return {"messages": [AIMessage(content=answer, id=f"{turn}-ai-final")]}
+
+
+class _Search:
+    def __init__(self, shape: ConversationShape) -> None:
+        self.shape = shape
+
+    def __call__(self, state: AgentState) -> dict[str, Any]:
+        last = state["messages"][-1]
+        assert isinstance(last, AIMessage)
+        call = last.tool_calls[0]
+        rng = random.Random(str(call["id"]))
+        text = WRITER.text(rng, rng.randint(*self.shape.tool_chars))
+        return {
+            "messages": [ToolMessage(content=text, tool_call_id=call["id"], id=f"tool-{call['id']}")],
+            "tool_calls": 1,
+        }
+
+
+def conversation_graph(shape: ConversationShape) -> StateGraph[Any]:
+    """The agent loop with prose: every text depends only on the turn and call number,
+    so every saver (and every run) gets exactly the same conversation."""
+    builder = StateGraph(AgentState)
+    builder.add_node("agent", _ConversationAgent(shape))
+    builder.add_node("tools", _Search(shape))
+    builder.add_edge(START, "agent")
+    builder.add_conditional_edges("agent", _route, {"tools": "tools", END: END})
+    builder.add_edge("tools", "agent")
+    return builder
+
+
+def conversation_question(turn: int, shape: ConversationShape) -> HumanMessage:
+    rng = random.Random(f"question-{turn}")
+    return HumanMessage(content=WRITER.sentence(rng, rng.randint(*shape.question_words)), id=f"turn{turn}-q")
+
+
+def conversation_checkpoints_per_turn(shape: ConversationShape) -> int:
+    """As `checkpoints_per_turn`: input, start, then agent/tool steps and the answer."""
+    return 2 + 2 * shape.tool_calls + 1
 
 
 # --- recording what a saver is asked -------------------------------------------------

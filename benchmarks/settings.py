@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
-from benchmarks.graph import AgentShape
+from benchmarks.graph import AgentShape, ConversationShape
 
 
 @dataclass(frozen=True)
@@ -41,6 +41,21 @@ class Settings:
     pool_size: int = 10
     concurrency_reps: int = 8
 
+    # 6. long conversation (issue 10): one thread; the last turns timed; reads on it
+    conversation_shape: ConversationShape = field(default_factory=ConversationShape)
+    conversation_turns: int = 40
+    conversation_timed_turns: int = 5
+    conversation_repeats: int = 3
+    """Conversations per contender for the turn times, each on fresh databases (the
+    first one's are the ones measured and read)."""
+    conversation_calls: int = 5
+    """Calls per sample of `get_tuple` and `list(limit=10)` on the long thread."""
+    conversation_reps: int = 10
+    conversation_list_calls: int = 1
+    """Calls per sample of `list` of the whole thread: every checkpoint with its messages,
+    about 1 s a call on each saver today, hence fewer samples."""
+    conversation_list_reps: int = 4
+
     profile_calls: int = 300
 
 
@@ -66,6 +81,16 @@ SMOKE = Settings(
     concurrent_turns=1,
     pool_size=2,
     concurrency_reps=1,
+    conversation_shape=ConversationShape(
+        tool_calls=1, question_words=(3, 6), tool_chars=(40, 80), answer_chars=(40, 80)
+    ),
+    conversation_turns=4,
+    conversation_timed_turns=2,
+    conversation_repeats=2,
+    conversation_calls=2,
+    conversation_reps=1,
+    conversation_list_calls=1,
+    conversation_list_reps=1,
     profile_calls=5,
 )
 
