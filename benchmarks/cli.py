@@ -30,10 +30,6 @@ from benchmarks.settings import DEFAULT, SMOKE, Settings, large
 from benchmarks.workloads import agent, concurrency, conversation, history, operations, profiles, storage
 
 WORKLOADS = ("agent", "operations", "history", "storage", "concurrency", "conversation")
-SMOKE_WORKLOADS = WORKLOADS[:-1]
-"""What ``--smoke`` runs without ``--only``: the issue-9 workloads, which is the set
-tests/test_benchmarks_smoke.py expects (``--smoke --only conversation`` runs the new one).
-Remove once that test expects "conversation" and its "long conversation" targets."""
 ROOT = Path(__file__).resolve().parent
 PACKAGES = (
     "checkpoint-sql",
@@ -100,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     console = Console(width=int(os.environ.get("COLUMNS", "200")), soft_wrap=False)
     logging.getLogger("asyncmy").setLevel(logging.ERROR)
 
-    only = args.only if args.only is not None else ",".join(SMOKE_WORKLOADS if args.smoke else WORKLOADS)
+    only = args.only if args.only is not None else ",".join(WORKLOADS)
     wanted = [w.strip() for w in only.split(",") if w.strip()]
     unknown = set(wanted) - set(WORKLOADS)
     if unknown:

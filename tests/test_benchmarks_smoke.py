@@ -1,7 +1,7 @@
 """The benchmark suite (``python -m benchmarks``) still runs: its smoke mode, tiny sizes and
 one repetition, on every reachable engine. Timings are never asserted here (they mean
 nothing at these sizes, on a shared machine); only that every workload ran, counted
-statements, checked every target of issue 9, and wrote its JSON and chart. A few pure
+statements, checked every target of issues 9 and 10, and wrote its JSON and chart. A few pure
 pieces of the suite (sampling, statement counting) are checked directly.
 """
 
@@ -18,7 +18,7 @@ import pytest
 from tests.conftest import ENGINES, REQUIRED, _unreachable
 
 ROOT = Path(__file__).resolve().parent.parent
-WORKLOADS = {"agent_loop", "operations", "history", "storage", "concurrency"}
+WORKLOADS = {"agent_loop", "operations", "history", "storage", "concurrency", "conversation"}
 TARGET_OPS = ("put", "put_writes", "get_tuple (latest)", "get_tuple (by id)", "list (limit=10)", "list (whole thread)")
 
 
@@ -83,7 +83,7 @@ LABELS = {"sqlite": "SQLite", "postgresql": "PostgreSQL", "mysql": "MariaDB"}
 
 
 def _check_targets(targets: list[dict[str, object]], engines: list[str]) -> None:
-    """Exactly the targets of issue 9, on every engine and API they apply to."""
+    """Exactly the targets of issues 9 and 10, on every engine and API they apply to."""
     by_workload: dict[str, list[str]] = {}
     for t in targets:
         by_workload.setdefault(str(t["workload"]), []).append(str(t["what"]))
@@ -101,7 +101,9 @@ def _check_targets(targets: list[dict[str, object]], engines: list[str]) -> None
         assert len(operations) == 3 * len(TARGET_OPS) + 1  # + commits per put
         assert len(mine("history")) == 2
         assert len(mine("concurrency")) == (1 if engine == "sqlite" else 2)
-    assert set(by_workload) <= {"agent loop", "cost", "operations", "history", "concurrency"}
+        conversation = mine("long conversation")  # bytes on disk, last turns, 3 reads, bytes written
+        assert len(conversation) == 6, (label, conversation)
+    assert set(by_workload) <= {"agent loop", "cost", "operations", "history", "concurrency", "long conversation"}
 
 
 def test_interleave_keeps_the_figures_of_one_run_together() -> None:

@@ -39,9 +39,11 @@ What is measured, per engine:
    a row present afterwards and not before (inserted, or changed; a deleted row counts
    nothing) counts with the size of its values (bytes and text: their length in bytes,
    UTF-8; numbers: 8; JSON: its text; NULL: 0): what the saver wrote into its rows,
-   uncompressed, without index or page overhead. Divided by the puts of the turn (the checkpoints it stored), it is
-   compared with the bytes the turn added: the serialized size of the messages the turn
-   appended plus the floor's metadata of its checkpoints. The growth of bytes on disk
+   uncompressed, without index or page overhead. Per put (divided by the checkpoints the
+   turn stored) it is compared with what a put of the turn added on average: the
+   serialized size of the messages the turn appended plus the floor's metadata of its
+   checkpoints, divided by the same count; the ratio is therefore the turn's bytes
+   written ÷ the turn's bytes added. The growth of bytes on disk
    over the same turn is shown beside it (coarse: whole 4 kB / 8 kB pages; MariaDB
    moves in 16 kB pages, and InnoDB may allocate extents of them at once).
 """
@@ -399,7 +401,7 @@ def run(engines: list[str], databases: Databases, settings: Settings, *, analyze
         "rows written",
         "per put",
         "turn added",
-        "per put ÷ added",
+        "added per put",
         "written ÷ added",
         "disk growth",
         "disk growth per put",
@@ -465,7 +467,7 @@ def run(engines: list[str], databases: Databases, settings: Settings, *, analyze
         per_put: dict[str, float] = {}
         for who, name in (("ours", "SQLSaver"), ("official", official_name)):
             written = lt["written_rows_bytes"][who]
-            per_put[who] = written / puts / added if puts and added else math.nan
+            per_put[who] = written / added if added else math.nan
             growth = lt["disk_growth"][who]
             write_t.add_row(
                 label if who == "ours" else "",
@@ -474,8 +476,8 @@ def run(engines: list[str], databases: Databases, settings: Settings, *, analyze
                 size(written),
                 size(written / puts if puts else math.nan),
                 size(added),
+                size(added / puts if puts else math.nan),
                 ratio(per_put[who]),
-                ratio(written / added if added else math.nan),
                 size(growth),
                 size(growth / puts if puts else math.nan),
             )
@@ -517,7 +519,7 @@ def run(engines: list[str], databases: Databases, settings: Settings, *, analyze
             ],
             Target(
                 WORKLOAD,
-                f"{label}, bytes SQLSaver wrote per put at turn {turns} ÷ bytes the turn added",
+                f"{label}, bytes SQLSaver wrote per put at turn {turns} ÷ bytes a put of the turn added",
                 per_put["ours"],
                 WRITTEN_LIMIT,
             ),
@@ -534,7 +536,8 @@ def run(engines: list[str], databases: Databases, settings: Settings, *, analyze
             f"metadata and body without channel values ({any_result['metadata_bytes']:,} bytes in all). Bytes "
             f"written: rows new or changed during turn {turns}, the bytes of their values (uncompressed, no index "
             "or page overhead); the turn added its new messages serialized + its checkpoints' metadata and body; "
-            "'per put ÷ added' is the target's measure, 'written ÷ added' the same on the whole turn. Disk growth: "
+            "'written ÷ added': bytes written per put ÷ bytes added per put (the turn's written ÷ added). "
+            "Disk growth: "
             "whole pages, MariaDB's 16 kB. Turn times: per conversation, the sum over the turns; ratio: median "
             "[min-max] of the per-conversation ratios; overhead = time - InMemorySaver's over the same turns, "
             "ratio of the median overheads (wall time, and process CPU time); "
