@@ -189,7 +189,9 @@ class PreparedPut:
     checkpoint: dict[str, Any]
     blobs: list[dict[str, Any]]
     parts: dict[bytes, bytes] = field(default_factory=dict)
-    """Digest to bytes of every part the split blobs reach (`elements.split`)."""
+    """Digest to bytes of the parts the split blobs add (`elements.split`)."""
+    splits: dict[str, elements.Split] = field(default_factory=dict)
+    """The split values, by channel."""
     writes: PreparedWrites = field(default_factory=PreparedWrites)
 
 
@@ -200,7 +202,7 @@ def prepare_put(
     metadata: CheckpointMetadata,
     new_versions: Mapping[str, Any],
     config: RunnableConfig,
-    digest: elements.Digester = elements.digest_of,
+    view: elements.View | None = None,
 ) -> PreparedPut:
     """Rows for a checkpoint and the blobs of the channels in `new_versions`.
 
@@ -208,7 +210,8 @@ def prepare_put(
     their version last moved. A channel in `new_versions` without a value is stored as
     `EMPTY` so that it is skipped on load, as in LangGraph's own savers. A value the
     serializer wrote as a msgpack array is split into parts (`elements.split`, with
-    `digest`); the caller decides which of `PreparedPut.parts` still need storing.
+    what `view` knows); the caller decides which of `PreparedPut.parts` still need
+    storing.
     """
     if not isinstance(checkpoint, Mapping) or "channel_values" not in checkpoint:
         raise InvalidArgumentError("put: checkpoint must be a Checkpoint dict with 'id' and 'channel_values'")
@@ -221,6 +224,8 @@ def prepare_put(
     where = f"checkpoint {checkpoint_id} of thread {address.thread_id!r}"
     blobs = []
     parts: dict[bytes, bytes] = {}
+    splits: dict[str, elements.Split] = {}
+    view = view or elements.View(elements.digest_of, {})
     for channel, version in new_versions.items():
         check_name(channel, "channel name")
         data: bytes | None
@@ -229,9 +234,10 @@ def prepare_put(
         else:
             type_, data = EMPTY, None
         manifest = None
-        if (split := elements.split(type_, data, digest)) is not None:
+        if (split := elements.split(type_, data, view.digest, view.latest.get(channel))) is not None:
             data, manifest = split.header, split.manifest
             parts.update(split.parts)
+            splits[channel] = split
         blobs.append(
             {
                 "thread_key": address.thread_key,
@@ -267,7 +273,7 @@ def prepare_put(
         "run_id": None if run_id is None else check_name(str(run_id), "metadata['run_id']"),
         "created_us": created_us(checkpoint),
     }
-    return PreparedPut(row, blobs, parts)
+    return PreparedPut(row, blobs, parts, splits)
 
 
 def add_task_writes(
@@ -352,7 +358,9 @@ class Loaded:
     blobs: dict[BlobKey, Row] = field(default_factory=dict)
     writes: dict[CheckpointKey, list[Row]] = field(default_factory=dict)
     parts: Parts = field(default_factory=dict)
-    """Filled after the read by `operations.fetch_parts`."""
+    """The parts fetched for the split blobs (`operations.join_values`)."""
+    values: dict[BlobKey, bytes] = field(default_factory=dict)
+    """The split blobs' values, joined (`operations.join_values`)."""
 
 
 def split_union(rows: Iterable[Sequence[Any]]) -> Loaded:
@@ -365,13 +373,17 @@ def split_union(rows: Iterable[Sequence[Any]]) -> Loaded:
         elif part == PART_BLOB:
             picked = (values[0], values[1], values[3], values[4], values[6], values[7], values[11])
             blob = dict(zip(BLOB_COLUMNS, picked, strict=True))
-            loaded.blobs[(blob["thread_key"], blob["ns_key"], blob["channel"], blob["version"])] = blob
+            loaded.blobs[blob_key(blob)] = blob
         else:
             write = dict(zip(WRITE_COLUMNS, values[:8] + values[10:11], strict=True))
             key = (write["thread_key"], write["ns_key"], write["checkpoint_id"])
             loaded.writes.setdefault(key, []).append(write)
     loaded.checkpoints.sort(key=list_order, reverse=True)
     return loaded
+
+
+def blob_key(blob: Row) -> BlobKey:
+    return (blob["thread_key"], blob["ns_key"], blob["channel"], blob["version"])
 
 
 def blob_bytes(blob: Row, parts: Parts) -> bytes | None:
@@ -409,9 +421,11 @@ def checkpoint_tuple(serde: SerializerProtocol, row: Row, loaded: Loaded) -> Che
     versions = channel_versions(row)
     values = {}
     for channel, version in versions.items():
-        blob = loaded.blobs.get((row["thread_key"], row["ns_key"], channel, str(version)))
+        key = (row["thread_key"], row["ns_key"], channel, str(version))
+        blob = loaded.blobs.get(key)
         if blob is not None and blob["type"] != EMPTY:
-            values[channel] = load(serde, blob["type"], blob_bytes(blob, loaded.parts))
+            data = blob["blob"] if blob["manifest"] is None else loaded.values[key]
+            values[channel] = load(serde, blob["type"], data)
     body = load(serde, row["type"], row["checkpoint"])
     configurable = {"thread_id": row["thread_id"], "checkpoint_ns": row["checkpoint_ns"]}
     parent = row["parent_checkpoint_id"]

@@ -26,11 +26,10 @@ are cut, `operations` fetches parts, and `PartCache` remembers what is stored.
 from __future__ import annotations
 
 import hashlib
-import itertools
 import struct
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 
 import msgpack
@@ -53,14 +52,24 @@ _ARRAY_HEADERS = frozenset((0xDC, 0xDD, *range(0x90, 0xA0)))
 
 @dataclass(frozen=True, slots=True)
 class Split:
-    """A value cut into parts: what its blob row stores, and the parts it needs."""
+    """A value cut into parts: what its blob row stores, the parts it adds, and
+    enough of the cut to cut the channel's next version faster (`split`'s `previous`)."""
 
     header: bytes
     """The msgpack array header, stored in the blob row's ``blob``."""
     manifest: bytes
-    """The page count, page digests and tail digests, stored in ``elements``."""
+    """The page count, page digests and tail digests, stored in ``manifest``."""
     parts: dict[bytes, bytes]
-    """Digest to bytes of every element and page the manifest reaches."""
+    """Digest to bytes of the elements and pages the manifest reaches (those it
+    shares with `previous` left out)."""
+    body: bytes
+    """The elements' bytes, everything after the header."""
+    ends: list[int]
+    """Where each element ends in `body`."""
+    digests: list[bytes]
+    """Each element's digest, in order."""
+    pages: list[bytes]
+    """The digests of the full pages."""
 
 
 def digest_of(data: bytes) -> bytes:
@@ -70,11 +79,14 @@ def digest_of(data: bytes) -> bytes:
 Digester = Callable[[bytes], bytes]
 
 
-def split(type_: str, data: bytes | None, digest: Digester = digest_of) -> Split | None:
+def split(type_: str, data: bytes | None, digest: Digester = digest_of, previous: Split | None = None) -> Split | None:
     """`data` cut at its element boundaries, or None when it stays one blob.
 
-    `digest` maps bytes to their digest; `PartCache.digester` answers from memory for
-    bytes it has seen, which spares hashing a long list's unchanged elements again.
+    `digest` maps bytes to their digest (`PartCache` answers from memory for bytes it
+    has seen). `previous` is the channel's last version, if known to be stored: when
+    this version starts with the same elements (a list that grew), their offsets,
+    digests and pages are taken from it after one comparison of bytes, and only the
+    new elements are cut and digested; `Split.parts` then holds only what is new.
     """
     if type_ != SPLIT_TYPE or data is None or len(data) < SPLIT_MIN_BYTES or data[0] not in _ARRAY_HEADERS:
         return None
@@ -84,30 +96,38 @@ def split(type_: str, data: bytes | None, digest: Digester = digest_of) -> Split
         count = unpacker.read_array_header()
         if count == 0 or len(data) < count * MIN_ELEMENT_BYTES:
             return None
-        offsets = [unpacker.tell()]
-        for _ in range(count):
+        start = unpacker.tell()
+        ends: list[int] = []
+        digests: list[bytes] = []
+        pages: list[bytes] = []
+        shift = -start
+        if previous is not None and len(previous.digests) <= count and data.startswith(previous.body, start):
+            ends, digests, pages = list(previous.ends), list(previous.digests), list(previous.pages)
+            shift = len(previous.body)
+            unpacker = msgpack.Unpacker(max_buffer_size=len(data))
+            unpacker.feed(data[start + shift :])
+        for _ in range(count - len(ends)):
             unpacker.skip()
-            offsets.append(unpacker.tell())
+            ends.append(shift + unpacker.tell())
     except (ValueError, msgpack.UnpackException):
         return None  # not msgpack after all (another serializer's "msgpack" bytes): keep them whole
-    if offsets[-1] != len(data):
+    body = data[start:]
+    if (ends[-1] if ends else 0) != len(body):
         return None
     parts: dict[bytes, bytes] = {}
-    digests = []
-    for start, end in itertools.pairwise(offsets):
-        element = data[start:end]
+    for i in range(len(digests), count):
+        element = body[ends[i - 1] if i else 0 : ends[i]]
         key = digest(element)
         parts[key] = element
         digests.append(key)
-    full = len(digests) - len(digests) % PAGE
-    pages = []
-    for start in range(0, full, PAGE):
-        page = b"".join(digests[start : start + PAGE])
+    full = count - count % PAGE
+    for first in range(len(pages) * PAGE, full, PAGE):
+        page = b"".join(digests[first : first + PAGE])
         key = digest(page)
         parts[key] = page
         pages.append(key)
     manifest = b"".join((_COUNT.pack(len(pages)), *pages, *digests[full:]))
-    return Split(data[: offsets[0]], manifest, parts)
+    return Split(data[:start], manifest, parts, body, ends, digests, pages)
 
 
 def pages_of(manifest: bytes) -> list[bytes]:
@@ -142,16 +162,20 @@ Namespace = tuple[bytes, bytes]
 
 
 class PartCache:
-    """Parts this saver knows are stored, per namespace, with their digests.
+    """Parts this saver knows are stored, per namespace, by digest and by bytes.
 
-    A `put` leaves out of its INSERT the parts it finds here and digests no bytes it
-    has seen before: a long conversation's unchanged elements cost a dictionary
-    lookup instead of a hash and a round trip of their bytes. Entries are added only
-    after the transaction that stored (or the read that returned) them, and a
-    thread's entries are dropped whenever this saver deletes from it, so a part
-    found here is one a checkpoint of the namespace still points at. (A put derived
-    from a checkpoint that another process deletes at that very moment may point at
-    parts that go with it, exactly as it may point at that checkpoint's blobs.)
+    Parts are immutable and named by their content, so what is cached can never be
+    stale. A `put` leaves out of its INSERT the parts it finds here and digests no
+    bytes it has seen before: a long conversation's unchanged elements cost a
+    dictionary lookup instead of a hash and a round trip of their bytes. A read takes
+    the parts it finds here from memory and fetches only the others.
+
+    Entries are added only after the transaction that stored (or the read that
+    returned) them, and a thread's entries are dropped whenever this saver deletes
+    from it, so a part a put leaves out is one a checkpoint of the namespace still
+    points at. (A put derived from a checkpoint that another process deletes at that
+    very moment may point at parts that go with it, exactly as it may point at that
+    checkpoint's blobs.)
 
     Bounded by the bytes it holds (least recently used namespaces go first);
     thread-safe.
@@ -163,19 +187,19 @@ class PartCache:
         self._bytes = 0
         self._lock = threading.Lock()
 
-    def digester(self, namespace: Namespace) -> Digester:
-        """A `digest` for `split` that answers from this cache where it can."""
+    def view(self, namespace: Namespace) -> View:
+        """What `split` may take from this cache for a put in `namespace`."""
         with self._lock:
             known = self._namespaces.get(namespace)
         if known is None:
-            return digest_of
+            return View(digest_of, {})
         by_bytes = known.by_bytes  # read without the lock: a dict lookup is atomic
 
         def digest(data: bytes) -> bytes:
             found = by_bytes.get(data)
             return digest_of(data) if found is None else found
 
-        return digest
+        return View(digest, dict(known.latest))
 
     def unknown(self, namespace: Namespace, parts: Mapping[bytes, bytes]) -> dict[bytes, bytes]:
         """The parts of `parts` not known to be stored in `namespace`."""
@@ -183,19 +207,49 @@ class PartCache:
             known = self._namespaces.get(namespace)
             if known is None:
                 return dict(parts)
-            return {d: data for d, data in parts.items() if d not in known.digests}
+            return {d: data for d, data in parts.items() if d not in known.by_digest}
 
-    def learn(self, namespace: Namespace, parts: Mapping[bytes, bytes]) -> None:
-        if not parts:
+    def latest_value(self, namespace: Namespace, channel: str, manifest: bytes) -> bytes | None:
+        """The joined bytes of `manifest`, if it is the last version this saver stored
+        in `channel` (a manifest names its value's bytes exactly)."""
+        with self._lock:
+            known = self._namespaces.get(namespace)
+            split = None if known is None else known.latest.get(channel)
+        if split is None or split.manifest != manifest:
+            return None
+        return split.header + split.body
+
+    def recall(self, namespace: Namespace, digests: Iterable[bytes], into: dict[bytes, bytes]) -> None:
+        """Copy into `into` the parts of `digests` this cache holds."""
+        with self._lock:
+            known = self._namespaces.get(namespace)
+            if known is None:
+                return
+            self._namespaces.move_to_end(namespace)
+            by_digest = known.by_digest
+            into.update((d, by_digest[d]) for d in digests if d in by_digest)
+
+    def learn(
+        self, namespace: Namespace, parts: Mapping[bytes, bytes], latest: Mapping[str, Split] | None = None
+    ) -> None:
+        """Remember `parts` as stored in `namespace`, and `latest` as the last stored
+        version of their channels."""
+        if not parts and not latest:
             return
         with self._lock:
             known = self._namespaces.pop(namespace, None) or _Known()
+            grown = 0
             for d, data in parts.items():
-                if d not in known.digests:
-                    known.digests.add(d)
+                if d not in known.by_digest:
+                    known.by_digest[d] = data
                     known.by_bytes[data] = d
-                    known.size += len(data)
-                    self._bytes += len(data)
+                    grown += len(data)
+            for channel, split in (latest or {}).items():
+                replaced = known.latest.get(channel)
+                known.latest[channel] = split
+                grown += len(split.body) - (0 if replaced is None else len(replaced.body))
+            known.size += grown
+            self._bytes += grown
             self._namespaces[namespace] = known
             while self._bytes > self.max_bytes and self._namespaces:
                 _, dropped = self._namespaces.popitem(last=False)
@@ -208,8 +262,18 @@ class PartCache:
                 self._bytes -= self._namespaces.pop(namespace).size
 
 
+@dataclass(frozen=True, slots=True)
+class View:
+    """A put's look at the cache: `digest` for `split`, and each channel's last
+    stored version, its `previous`."""
+
+    digest: Digester
+    latest: dict[str, Split]
+
+
 @dataclass(slots=True)
 class _Known:
     by_bytes: dict[bytes, bytes] = field(default_factory=dict)
-    digests: set[bytes] = field(default_factory=set)
+    by_digest: dict[bytes, bytes] = field(default_factory=dict)
+    latest: dict[str, Split] = field(default_factory=dict)
     size: int = 0

@@ -18,6 +18,7 @@ from sqlalchemy.engine import Connection
 
 from checkpoint_sql import codec, elements
 from checkpoint_sql.codec import Loaded, Parts, Row
+from checkpoint_sql.elements import PartCache
 from checkpoint_sql.errors import MissingPartsError, ThreadExistsError, ThreadNotFoundError
 from checkpoint_sql.ids import Address
 from checkpoint_sql.links import Link
@@ -43,10 +44,13 @@ def chunks(items: Sequence[T], size: int = CHUNK) -> Iterator[Sequence[T]]:
 # --- the hot path: one statement each where the engine allows ---------------------------
 
 
-def read(link: Link, st: SaverStatements, statement: Prepared, params: dict[str, Any]) -> Loaded:
+def read(
+    link: Link, st: SaverStatements, statement: Prepared, params: dict[str, Any], cache: PartCache | None = None
+) -> Loaded:
     """Checkpoints with their blobs and writes, in one statement (`get_tuple`, a page
-    of `list`), then the parts of their split lists, if any (one statement per
-    namespace, two when a list is long enough to have pages).
+    of `list`), then the parts of their split lists that `cache` does not hold (one
+    statement per namespace, two when a list is long enough to have pages), joined
+    into `Loaded.values`.
 
     The statements run without a transaction between them: should a checkpoint be
     deleted after the first, its parts may be gone by the next, and the read starts
@@ -54,25 +58,57 @@ def read(link: Link, st: SaverStatements, statement: Prepared, params: dict[str,
     """
     for _ in range(READ_ATTEMPTS):
         loaded = codec.split_union(statement.rows(link, params))
-        if fetch_parts(link, st, loaded.blobs.values(), loaded.parts):
+        if join_values(link, st, loaded.blobs.values(), loaded, cache):
             return loaded
     raise MissingPartsError(
         f"a checkpoint's list elements are missing from {st.tables.parts.name} after {READ_ATTEMPTS} reads"
     )
 
 
-def fetch_parts(link: Link, st: SaverStatements, blobs: Iterable[Row], into: Parts) -> bool:
-    """Fetch into `into` every part the manifests of `blobs` reach; False if one is
-    not stored."""
+def join_values(
+    link: Link, st: SaverStatements, blobs: Iterable[Row], loaded: Loaded, cache: PartCache | None = None
+) -> bool:
+    """Join the bytes of every split blob of `blobs` into ``loaded.values``, fetching
+    into ``loaded.parts`` the parts `cache` does not hold; False if one is not stored.
+
+    The version a saver stored last in a channel is joined already in its cache
+    (`PartCache.latest_value`): reading back what it just wrote, the usual start of
+    an agent's next turn, costs no part lookup at all.
+    """
+    pending: dict[elements.Namespace, list[Row]] = {}
+    for blob in blobs:
+        manifest = blob["manifest"]
+        if manifest is None:
+            continue
+        namespace = (blob["thread_key"], blob["ns_key"])
+        joined = None if cache is None else cache.latest_value(namespace, blob["channel"], bytes(manifest))
+        if joined is None:
+            pending.setdefault(namespace, []).append(blob)
+        else:
+            loaded.values[codec.blob_key(blob)] = joined
+    if not fetch_parts(link, st, [b for rows in pending.values() for b in rows], loaded.parts, cache):
+        return False
+    for namespace, rows in pending.items():
+        have = loaded.parts[namespace]
+        for blob in rows:
+            loaded.values[codec.blob_key(blob)] = elements.join(bytes(blob["blob"]), bytes(blob["manifest"]), have)
+    return True
+
+
+def fetch_parts(
+    link: Link, st: SaverStatements, blobs: Iterable[Row], into: Parts, cache: PartCache | None = None
+) -> bool:
+    """Fetch into `into` every part the manifests of `blobs` reach, those `cache`
+    holds from memory; False if one is not stored."""
     manifests: dict[elements.Namespace, list[bytes]] = {}
     for blob in blobs:
         if blob["manifest"] is not None:
             manifests.setdefault((blob["thread_key"], blob["ns_key"]), []).append(bytes(blob["manifest"]))
     for namespace, found in manifests.items():
         have = into.setdefault(namespace, {})
-        if not _fetch(link, st, namespace, {p for m in found for p in elements.pages_of(m)}, have):
+        if not _fetch(link, st, namespace, {p for m in found for p in elements.pages_of(m)}, have, cache):
             return False
-        if not _fetch(link, st, namespace, {d for m in found for d in elements.elements_of(m, have)}, have):
+        if not _fetch(link, st, namespace, {d for m in found for d in elements.elements_of(m, have)}, have, cache):
             return False
     return True
 
@@ -142,9 +178,16 @@ def _forget(
 
 
 def _fetch(
-    link: Link, st: SaverStatements, namespace: elements.Namespace, wanted: set[bytes], have: dict[bytes, bytes]
+    link: Link,
+    st: SaverStatements,
+    namespace: elements.Namespace,
+    wanted: set[bytes],
+    have: dict[bytes, bytes],
+    cache: PartCache | None,
 ) -> bool:
     """Fetch the parts of `wanted` not in `have` into it; False if one is not stored."""
+    if cache is not None:
+        cache.recall(namespace, wanted - have.keys(), have)
     missing = sorted(wanted - have.keys())
     size = PART_BUCKETS[-1]
     for start in range(0, len(missing), size):

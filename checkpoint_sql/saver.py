@@ -138,7 +138,7 @@ class SQLSaver(BaseCheckpointSaver[str], DatabaseClient):
             statement = self._st.read_latest
         else:
             statement, params["checkpoint_id"] = self._st.read_exact, address.checkpoint_id
-        return Call(operations.read, (self._st, statement, params), self._first, single=True, raw=True)
+        return Call(operations.read, (self._st, statement, params, self._parts), self._first, single=True, raw=True)
 
     def _first(self, loaded: codec.Loaded) -> CheckpointTuple | None:
         for namespace, parts in loaded.parts.items():  # what a resumed thread's next put will not store again
@@ -216,7 +216,8 @@ class SQLSaver(BaseCheckpointSaver[str], DatabaseClient):
             )
             return tuples, cursor
 
-        return Call(operations.read, (self._st, self._st.list_page(shape), params), finish, single=True, raw=True)
+        page = self._st.list_page(shape)
+        return Call(operations.read, (self._st, page, params, self._parts), finish, single=True, raw=True)
 
     def _list_plan(
         self,
@@ -309,8 +310,8 @@ class SQLSaver(BaseCheckpointSaver[str], DatabaseClient):
         address = address_of(config, operation="put")
         assert address.ns_key is not None, "a put always names its namespace"
         namespace = (address.thread_key, address.ns_key)
-        digest = self._parts.digester(namespace)
-        prepared = codec.prepare_put(self.serde, address, checkpoint, metadata, new_versions, config, digest)
+        view = self._parts.view(namespace)
+        prepared = codec.prepare_put(self.serde, address, checkpoint, metadata, new_versions, config, view)
         checkpoint_id = prepared.checkpoint["checkpoint_id"]
         if writes is not None:
             codec.add_full_put_writes(self.serde, address, checkpoint_id, writes, prepared.writes)
@@ -321,7 +322,7 @@ class SQLSaver(BaseCheckpointSaver[str], DatabaseClient):
         ]
 
         def finish(_: None) -> RunnableConfig:
-            self._parts.learn(namespace, prepared.parts)
+            self._parts.learn(namespace, prepared.parts, prepared.splits)
             return stored
 
         return self._write(prepared.checkpoint, prepared.blobs, parts, prepared.writes, finish)
