@@ -207,8 +207,9 @@ def prepare_put(
     """Rows for a checkpoint and the blobs of the channels in `new_versions`.
 
     Only changed channels get a blob; the others keep pointing at the row written when
-    their version last moved. A channel in `new_versions` without a value is stored as
-    `EMPTY` so that it is skipped on load, as in LangGraph's own savers. A value the
+    their version last moved. A channel in `new_versions` without a value gets no row
+    at all: a version without a blob reads as no value, exactly as an `EMPTY` row
+    (which older releases wrote, and the official savers write) does. A value the
     serializer wrote as a msgpack array is split into parts (`elements.split`, with
     what `view` knows); the caller decides which of `PreparedPut.parts` still need
     storing.
@@ -228,11 +229,11 @@ def prepare_put(
     view = view or elements.View(elements.digest_of, {})
     for channel, version in new_versions.items():
         check_name(channel, "channel name")
+        version_key = version_text(version, channel)
+        if channel not in values:
+            continue
         data: bytes | None
-        if channel in values:
-            type_, data = dump(serde, values[channel], f"channel {channel!r} of {where}")
-        else:
-            type_, data = EMPTY, None
+        type_, data = dump(serde, values[channel], f"channel {channel!r} of {where}")
         manifest = None
         if (split := elements.split(type_, data, view.digest, view.latest.get(channel))) is not None:
             data, manifest = split.header, split.manifest
@@ -243,7 +244,7 @@ def prepare_put(
                 "thread_key": address.thread_key,
                 "ns_key": address.ns_key,
                 "channel": channel,
-                "version": version_text(version, channel),
+                "version": version_key,
                 "type": type_,
                 "blob": data,
                 "manifest": manifest,

@@ -203,7 +203,7 @@ def test_stats_of_a_thread_says_where_its_bytes_are(capsys: pytest.CaptureFixtur
                 latest = saver.get_tuple(config)
                 assert figures["latest_checkpoint_id"] == latest.config["configurable"]["checkpoint_id"]
                 read_now = {c["channel"] for c in figures["channels"] if c["latest_bytes"] is not None}
-                assert read_now == set(latest.checkpoint["channel_versions"])
+                assert read_now == set(latest.checkpoint["channel_values"])
                 assert figures["checkpoints"] == len(list(saver.list(config)))
                 stored_writes = sum(len(t.pending_writes or []) for t in saver.list(config))
                 assert sum(w["writes"] for w in figures["writes"]) == stored_writes
