@@ -222,7 +222,7 @@ def _threads(args: argparse.Namespace, out: Output) -> int:
 def _history(args: argparse.Namespace, out: Output) -> int:
     with _saver(args) as saver:
         _thread(saver, args.thread)
-        statements = history.HistoryStatements(saver.tables)
+        statements = history.HistoryStatements(saver.tables, saver.db.family)
         rows = saver.db.run(history.load, statements, key_of(args.thread), snapshot=_snapshot(saver))
         found = history.build(saver.serde, rows)
     out.emit(found.to_json(), found.render)
