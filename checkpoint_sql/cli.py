@@ -322,7 +322,8 @@ def _export(args: argparse.Namespace, out: Output) -> int:
     result = {**counts.to_json(), "file": where, "bytes": size}
     summary = Text(
         f"exported {counts.threads} thread(s): {counts.checkpoints} checkpoints, {counts.blobs} blobs, "
-        f"{counts.writes} writes to {where}" + ("" if size is None else f" ({threads.human_bytes(size)})")
+        f"{counts.parts} list parts, {counts.writes} writes to {where}"
+        + ("" if size is None else f" ({threads.human_bytes(size)})")
     )
     if args.output == "-":
         out.err.print(json.dumps(result) if out.as_json else summary)
@@ -340,7 +341,7 @@ def _import(args: argparse.Namespace, out: Output) -> int:
         counts.to_json(),
         lambda: Text(
             f"imported {counts.threads} thread(s): {counts.checkpoints} checkpoints, "
-            f"{counts.blobs} blobs, {counts.writes} writes"
+            f"{counts.blobs} blobs, {counts.parts} list parts, {counts.writes} writes"
         ),
     )
     return 0
