@@ -356,7 +356,8 @@ def _import_langgraph(args: argparse.Namespace, out: Output) -> int:
     def human() -> Text:
         text = Text(
             f"imported {len(report.imported)} thread(s) from {report.source} ({report.layout}): "
-            f"{report.checkpoints} checkpoints, {report.blobs} blobs, {report.writes} writes"
+            f"{report.checkpoints} checkpoints, {report.blobs} blobs, {report.parts} list parts, "
+            f"{report.writes} writes"
         )
         if report.skipped:
             text.append(f"\nskipped {len(report.skipped)} already here (use --replace): {', '.join(report.skipped)}")

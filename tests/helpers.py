@@ -7,7 +7,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
-from langgraph.checkpoint.base import Checkpoint, empty_checkpoint
+from langgraph.checkpoint.base import BaseCheckpointSaver, Checkpoint, empty_checkpoint
 from langgraph.checkpoint.base.id import uuid6
 
 from checkpoint_sql import SQLSaver, elements
@@ -54,7 +54,7 @@ LONG = 2 * elements.PAGE + 8
 """Messages in `long_thread`'s conversation: two full pages of digests and a tail."""
 
 
-def long_thread(saver: SQLSaver, thread_id: str = "long") -> list[dict[str, Any]]:
+def long_thread(saver: BaseCheckpointSaver[Any], thread_id: str = "long") -> list[dict[str, Any]]:
     """A conversation stored element by element, as an agent leaves it: one checkpoint
     per message (`LONG` of them, so its later versions have pages), a fork from its
     10th checkpoint, a subgraph namespace with a list of its own, and pending writes
@@ -65,7 +65,8 @@ def long_thread(saver: SQLSaver, thread_id: str = "long") -> list[dict[str, Any]
         cp = checkpoint({"messages": conversation[:n], "step": n}, {"messages": n, "step": n})
         parent = saver.put(parent, cp, {"source": "loop", "step": n}, {"messages": n, "step": n})
         stored.append(parent)
-    fork = checkpoint({"messages": [*conversation[:9], *messages(1, start=1000)]}, {"messages": 1000, "step": 10})
+    forked = [*conversation[:9], *messages(1, start=1000)]
+    fork = checkpoint({"messages": forked, "step": 10}, {"messages": 1000, "step": 10})
     saver.put(stored[9], fork, {"source": "update", "step": 11}, {"messages": 1000})
     child = config(thread_id, ns="child:1")
     for n in (elements.PAGE + 1, elements.PAGE + 3):
