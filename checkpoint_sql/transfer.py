@@ -183,19 +183,18 @@ def _read_thread(conn: Connection, es: ExportStatements, thread_id: str) -> tupl
         read += 1
     for ns_key, blobs in _split_blobs(rows.blobs).items():
         have = stored.get(ns_key, {})
-        reached: set[bytes] = set()
+        reach = _Reach(have)
         for blob in blobs:
-            found, missing = _reach(bytes(blob["manifest"]), have)
+            _, missing = reach.check(bytes(blob["manifest"]))
             if missing:
                 raise MissingPartsError(
                     f"thread {thread_id!r}: channel {blob['channel']!r} version {blob['version']!r} of namespace "
                     f"{namespaces[ns_key]!r} lists {len(missing)} list element(s) missing from the parts table; "
                     "its value cannot be read, so it cannot be exported"
                 )
-            reached |= found
         rows.parts.extend(
             {"ns_key": ns_key, "checkpoint_ns": namespaces[ns_key], "digest": d, "data": have[d]}
-            for d in sorted(reached)
+            for d in sorted(reach.found)
         )
     return rows, skipped + read - len(rows.parts)
 
@@ -209,15 +208,42 @@ def _split_blobs(blobs: Sequence[Mapping[str, Any]]) -> dict[bytes, list[Mapping
     return found
 
 
-def _reach(manifest: bytes, parts: Mapping[bytes, bytes]) -> tuple[set[bytes], set[bytes]]:
-    """The digests of the parts `manifest` reaches (its pages, their elements, its tail)
-    that `parts` holds, and those it lacks (the elements of a missing page are not
-    known, so only the page counts as missing)."""
-    pages = elements.pages_of(manifest)
-    found = {p for p in pages if p in parts}
-    listed = [d for p in pages if p in found for d in elements.digests_in(parts[p])] + elements.tail_of(manifest)
-    found.update(d for d in listed if d in parts)
-    return found, (set(pages) | set(listed)) - found
+class _Reach:
+    """What the manifests of one namespace reach among its `parts`.
+
+    Each page is expanded once, so checking every version of a long list costs its
+    pages and tails rather than its length times its versions.
+    """
+
+    def __init__(self, parts: Mapping[bytes, bytes]) -> None:
+        self.parts = parts
+        self.found: set[bytes] = set()
+        """The digests of the parts some checked manifest reaches."""
+        self._pages: dict[bytes, tuple[int, set[bytes]]] = {}
+        """Per page held: its number of elements, and those of them not held."""
+
+    def check(self, manifest: bytes) -> tuple[int, set[bytes]]:
+        """The number of elements `manifest` lists, and the digests it reaches that
+        `parts` lacks (the elements of a missing page are not known: only the page
+        counts as missing). What it reaches and `parts` holds goes into `found`."""
+        count, missing = 0, set()
+        for page in elements.pages_of(manifest):
+            if page not in self.parts:
+                missing.add(page)
+                continue
+            if page not in self._pages:
+                listed = elements.digests_in(self.parts[page])
+                held = {d for d in listed if d in self.parts}
+                self.found.add(page)
+                self.found.update(held)
+                self._pages[page] = (len(listed), set(listed) - held)
+            n, lacking = self._pages[page]
+            count += n
+            missing |= lacking
+        tail = elements.tail_of(manifest)
+        for d in tail:
+            (self.found if d in self.parts else missing).add(d)
+        return count + len(tail), missing
 
 
 def _records(rows: ThreadRows) -> Iterator[dict[str, Any]]:
@@ -421,40 +447,40 @@ class _Reader:
         and the parts some manifest reaches (no others) as rows to insert."""
         parts, self._parts = self._parts, {}
         namespaces, self._namespaces = self._namespaces, {}
-        reached: dict[bytes, set[bytes]] = {}
+        reach: dict[bytes, _Reach] = {}
         for blob in rows.blobs:
             ns_key = blob["ns_key"]
             have = parts.setdefault(ns_key, {})
+            found = reach.setdefault(ns_key, _Reach(have))
             if blob["manifest"] is None:
                 split = elements.split(blob["type"], blob["blob"])
                 if split is not None:
                     blob["blob"], blob["manifest"] = split.header, split.manifest
                     have.update(split.parts)
-                    reached.setdefault(ns_key, set()).update(split.parts)
+                    found.found.update(split.parts)
                 continue
-            problem = _unjoinable(blob["blob"], blob["manifest"], have)
+            problem = _unjoinable(blob["blob"], blob["manifest"], found)
             if problem is not None:
                 raise InvalidArgumentError(
                     f"export file: thread {rows.thread_id!r}, namespace {namespaces[ns_key]!r}: the value of channel "
                     f"{blob['channel']!r} version {blob['version']!r} {problem}; the file is damaged or incomplete, "
                     "and nothing of this thread was imported"
                 )
-            reached.setdefault(ns_key, set()).update(_reach(blob["manifest"], have)[0])
         rows.parts = [
             {"thread_key": rows.thread_key, "ns_key": ns_key, "digest": d, "data": parts[ns_key][d]}
-            for ns_key, digests in reached.items()
-            for d in sorted(digests)
+            for ns_key, found in reach.items()
+            for d in sorted(found.found)
         ]
         return rows
 
 
-def _unjoinable(header: bytes, manifest: bytes, parts: Mapping[bytes, bytes]) -> str | None:
-    """Why a split value's array header, manifest and the namespace's `parts` do not
-    join into exactly one msgpack array (`elements.join`), or None if they do."""
+def _unjoinable(header: bytes, manifest: bytes, reach: _Reach) -> str | None:
+    """Why a split value's array header, manifest and the parts of its namespace do
+    not join into exactly one msgpack array (`elements.join`), or None if they do."""
     size = len(manifest) - _COUNT_BYTES
     if size < 0 or size % elements.DIGEST or int.from_bytes(manifest[:_COUNT_BYTES], "little") * elements.DIGEST > size:
         return "has a malformed manifest (not a page count and whole digests)"
-    _, missing = _reach(manifest, parts)
+    listed, missing = reach.check(manifest)
     if missing:
         first = min(missing).hex() + (", ..." if len(missing) > 1 else "")
         return f"lists {len(missing)} list part(s) the file does not hold for that namespace (digest {first})"
@@ -466,7 +492,6 @@ def _unjoinable(header: bytes, manifest: bytes, parts: Mapping[bytes, bytes]) ->
         count = None
     if count is None or unpacker.tell() != len(header):
         return "has no msgpack array header"
-    listed = len(elements.elements_of(manifest, parts))
     if count != listed:
         return f"has an array header of {count} elements but a manifest of {listed}"
     return None
