@@ -179,7 +179,7 @@ def test_diff_says_which_channels_changed_and_how(capsys: pytest.CaptureFixture[
 def test_stats_counts_what_the_tables_hold(capsys: pytest.CaptureFixture[str], url: str) -> None:
     stats = run(capsys, "stats", "--url", url, "--json").json
     with SQLSaver(url) as saver:
-        for table in ("checkpoints", "blobs", "writes"):
+        for table in ("checkpoints", "blobs", "parts", "writes"):
             assert stats["tables"][getattr(saver.tables, table).name]["rows"] == count(saver, table)
         assert stats["schema_revision"] == migrate.head(saver.tables.migrations)
     assert stats["threads"] == 5 and stats["namespaces"] == 6
@@ -207,7 +207,7 @@ def test_stats_of_a_thread_says_where_its_bytes_are(capsys: pytest.CaptureFixtur
                 assert figures["checkpoints"] == len(list(saver.list(config)))
                 stored_writes = sum(len(t.pending_writes or []) for t in saver.list(config))
                 assert sum(w["writes"] for w in figures["writes"]) == stored_writes
-                parts = ("checkpoint_bytes", "channel_bytes", "write_bytes")
+                parts = ("checkpoint_bytes", "channel_bytes", "write_bytes", "unreferenced_bytes")
                 assert figures["bytes"] == sum(figures[part] for part in parts)
     notes = next(c for c in by_ns[""]["channels"] if c["channel"] == "notes")
     assert notes["versions"] >= 1 and 0 < notes["latest_bytes"] <= notes["bytes"]
