@@ -447,18 +447,17 @@ class _Reader:
         and the parts some manifest reaches (no others) as rows to insert."""
         parts, self._parts = self._parts, {}
         namespaces, self._namespaces = self._namespaces, {}
-        reach: dict[bytes, _Reach] = {}
-        for blob in rows.blobs:
+        reach = {ns_key: _Reach(have) for ns_key, have in parts.items()}
+        carried = [blob for blob in rows.blobs if blob["manifest"] is not None]
+        for blob in rows.blobs:  # first, so that the checks below see every part there will be
+            split = None if blob["manifest"] is not None else elements.split(blob["type"], blob["blob"])
+            if split is not None:
+                blob["blob"], blob["manifest"] = split.header, split.manifest
+                parts.setdefault(blob["ns_key"], {}).update(split.parts)
+                reach.setdefault(blob["ns_key"], _Reach(parts[blob["ns_key"]])).found.update(split.parts)
+        for blob in carried:
             ns_key = blob["ns_key"]
-            have = parts.setdefault(ns_key, {})
-            found = reach.setdefault(ns_key, _Reach(have))
-            if blob["manifest"] is None:
-                split = elements.split(blob["type"], blob["blob"])
-                if split is not None:
-                    blob["blob"], blob["manifest"] = split.header, split.manifest
-                    have.update(split.parts)
-                    found.found.update(split.parts)
-                continue
+            found = reach.setdefault(ns_key, _Reach(parts.setdefault(ns_key, {})))
             problem = _unjoinable(blob["blob"], blob["manifest"], found)
             if problem is not None:
                 raise InvalidArgumentError(
