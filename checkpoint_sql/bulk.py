@@ -39,7 +39,12 @@ class ThreadRows:
         return key_of(self.thread_id)
 
     def counts(self) -> dict[str, int]:
-        return {"checkpoints": len(self.checkpoints), "blobs": len(self.blobs), "writes": len(self.writes)}
+        return {
+            "checkpoints": len(self.checkpoints),
+            "blobs": len(self.blobs),
+            "parts": len(self.parts),
+            "writes": len(self.writes),
+        }
 
 
 class Inserts:

@@ -222,7 +222,7 @@ def _threads(args: argparse.Namespace, out: Output) -> int:
 def _history(args: argparse.Namespace, out: Output) -> int:
     with _saver(args) as saver:
         _thread(saver, args.thread)
-        statements = history.HistoryStatements(saver.tables)
+        statements = history.HistoryStatements(saver.tables, saver.db.family)
         rows = saver.db.run(history.load, statements, key_of(args.thread), snapshot=_snapshot(saver))
         found = history.build(saver.serde, rows)
     out.emit(found.to_json(), found.render)
@@ -322,7 +322,8 @@ def _export(args: argparse.Namespace, out: Output) -> int:
     result = {**counts.to_json(), "file": where, "bytes": size}
     summary = Text(
         f"exported {counts.threads} thread(s): {counts.checkpoints} checkpoints, {counts.blobs} blobs, "
-        f"{counts.writes} writes to {where}" + ("" if size is None else f" ({threads.human_bytes(size)})")
+        f"{counts.parts} list parts, {counts.writes} writes to {where}"
+        + ("" if size is None else f" ({threads.human_bytes(size)})")
     )
     if args.output == "-":
         out.err.print(json.dumps(result) if out.as_json else summary)
@@ -340,7 +341,7 @@ def _import(args: argparse.Namespace, out: Output) -> int:
         counts.to_json(),
         lambda: Text(
             f"imported {counts.threads} thread(s): {counts.checkpoints} checkpoints, "
-            f"{counts.blobs} blobs, {counts.writes} writes"
+            f"{counts.blobs} blobs, {counts.parts} list parts, {counts.writes} writes"
         ),
     )
     return 0
@@ -355,7 +356,8 @@ def _import_langgraph(args: argparse.Namespace, out: Output) -> int:
     def human() -> Text:
         text = Text(
             f"imported {len(report.imported)} thread(s) from {report.source} ({report.layout}): "
-            f"{report.checkpoints} checkpoints, {report.blobs} blobs, {report.writes} writes"
+            f"{report.checkpoints} checkpoints, {report.blobs} blobs, {report.parts} list parts, "
+            f"{report.writes} writes"
         )
         if report.skipped:
             text.append(f"\nskipped {len(report.skipped)} already here (use --replace): {', '.join(report.skipped)}")

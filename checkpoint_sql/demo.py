@@ -138,7 +138,7 @@ def run(url: str | None = None, *, thread_id: str | None = None, console: Consol
         out.print(
             "[bold]5. The thread's lineage[/] as `checkpoint-sql history` shows it: the replay and the fork branch off"
         )
-        rows = saver.db.run(history.load, history.HistoryStatements(saver.tables), key_of(thread_id))
+        rows = saver.db.run(history.load, history.HistoryStatements(saver.tables, saver.db.family), key_of(thread_id))
         out.print(history.build(saver.serde, rows).render())
         out.print(f"\n   Explore it: checkpoint-sql show {thread_id}  ·  checkpoint-sql prune --keep-last 5 --dry-run")
     return thread_id

@@ -19,7 +19,10 @@ blob, so the imported thread reads back through `SQLSaver.get_tuple` exactly as 
 did through the official saver. Values already serialized (blobs, writes) are copied
 byte for byte; inline values and SQLite's checkpoints are decoded and serialized again
 with the saver's serializer, which must therefore read what the official saver wrote
-(the default serializer does). A thread already in our tables is skipped unless
+(the default serializer does). A value serialized as a msgpack list is then stored
+element by element, as a `put` of ours stores it (`elements.split` cuts the very
+bytes, so nothing is re-encoded): an imported long conversation costs each message
+once, not once per checkpoint. A thread already in our tables is skipped unless
 ``replace``. One source read and one target transaction per thread.
 """
 
@@ -36,7 +39,7 @@ from langgraph.checkpoint.serde.base import SerializerProtocol
 from sqlalchemy import bindparam
 from sqlalchemy.engine import Connection
 
-from checkpoint_sql import codec, dialects
+from checkpoint_sql import codec, dialects, elements
 from checkpoint_sql.bulk import Inserts, ThreadRows, insert_thread
 from checkpoint_sql.calls import Progress
 from checkpoint_sql.database import Database
@@ -58,6 +61,8 @@ class ImportReport:
     """Threads already in our tables (left as they are)."""
     checkpoints: int = 0
     blobs: int = 0
+    parts: int = 0
+    """Elements (and pages of digests) of the lists stored element by element."""
     writes: int = 0
 
     def to_json(self) -> dict[str, Any]:
@@ -68,6 +73,7 @@ class ImportReport:
             "skipped": self.skipped,
             "checkpoints": self.checkpoints,
             "blobs": self.blobs,
+            "parts": self.parts,
             "writes": self.writes,
         }
 
@@ -184,14 +190,18 @@ def import_langgraph(
             checkpoints, blobs, writes = source.run(layout.read, thread_id, snapshot=snapshot)
             translate = _from_postgres if layout.blobs is not None else _from_sqlite
             rows = translate(saver.serde, thread_id, checkpoints, blobs, writes)
+            # A replaced thread's parts are deleted: the saver must not go on skipping them in puts.
+            forget = saver._forgetting([rows.thread_key])
             try:
                 saver.db.run(insert_thread, inserts, rows, replace, write=True)
             except ThreadExistsError:
                 report.skipped.append(thread_id)
             else:
+                forget(None)
                 report.imported.append(thread_id)
                 report.checkpoints += len(rows.checkpoints)
                 report.blobs += len(rows.blobs)
+                report.parts += len(rows.parts)
                 report.writes += len(rows.writes)
             if progress is not None:
                 progress(done, len(wanted))
@@ -205,7 +215,8 @@ def import_langgraph(
 
 class _Builder:
     """Our rows for one thread, one blob per (namespace, channel, version): a stored
-    value is preferred over an ``empty`` marker for the same key."""
+    value is preferred over an ``empty`` marker for the same key. Lists are split
+    once the blobs are known (`done`)."""
 
     def __init__(self, serde: SerializerProtocol, thread_id: str) -> None:
         self.serde = serde
@@ -263,7 +274,19 @@ class _Builder:
         )
 
     def done(self) -> ThreadRows:
+        """The thread's rows, its msgpack lists cut into parts as `codec.prepare_put`
+        cuts them, each part once per namespace."""
+        parts: dict[tuple[bytes, bytes], bytes] = {}
+        for blob in self._blobs.values():
+            split = elements.split(blob["type"], blob["blob"])
+            if split is not None:
+                blob["blob"], blob["manifest"] = split.header, split.manifest
+                parts.update(((blob["ns_key"], d), data) for d, data in split.parts.items())
         self.rows.blobs = list(self._blobs.values())
+        self.rows.parts = [
+            {"thread_key": self.rows.thread_key, "ns_key": ns_key, "digest": d, "data": data}
+            for (ns_key, d), data in sorted(parts.items())
+        ]
         return self.rows
 
 

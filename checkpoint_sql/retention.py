@@ -36,7 +36,7 @@ import sqlalchemy as sa
 from sqlalchemy import bindparam
 from sqlalchemy.engine import Connection
 
-from checkpoint_sql import bounds, codec, operations
+from checkpoint_sql import bounds, codec, elements, operations
 from checkpoint_sql.calls import Call, Job, Progress
 from checkpoint_sql.errors import InvalidArgumentError
 from checkpoint_sql.ids import key_of, thread_id_of
@@ -251,8 +251,15 @@ class RetentionStatements:
             )
             .group_by(wr.c.checkpoint_id)
         )
-        self.blob_sizes = sa.select(bl.c.channel, bl.c.version, sa.func.coalesce(sa.func.length(bl.c.blob), 0)).where(
+        blob_size = sa.func.coalesce(sa.func.length(bl.c.blob), 0) + sa.func.coalesce(sa.func.length(bl.c.manifest), 0)
+        self.blob_sizes = sa.select(bl.c.channel, bl.c.version, blob_size, bl.c.manifest).where(
             bl.c.thread_key == bindparam("tkey"), bl.c.ns_key == bindparam("nkey")
+        )
+        pa = tables.parts
+        parts_here = sa.and_(pa.c.thread_key == bindparam("tkey"), pa.c.ns_key == bindparam("nkey"))
+        self.part_sizes = sa.select(pa.c.digest, sa.func.length(pa.c.data)).where(parts_here)
+        self.pages = sa.select(pa.c.digest, pa.c.data).where(
+            parts_here, pa.c.digest.in_(bindparam("digests", expanding=True))
         )
 
 
@@ -422,8 +429,10 @@ def _measure(
     doomed: set[str],
     kept: Sequence[Mapping[str, Any]],
 ) -> NamespaceOutcome:
-    """Count what deleting `doomed` frees: their bodies and writes, and the blobs no
-    kept checkpoint points at (the rule `operations._forget` deletes by)."""
+    """Count what deleting `doomed` frees: their bodies and writes, the blobs no kept
+    checkpoint points at (the rule `operations._forget` deletes by), and the list
+    parts no remaining blob then reaches (which `operations.collect_parts` deletes
+    after them)."""
     here = {"tkey": thread_key, "nkey": ns_key}
     writes = freed = 0
     for part in operations.chunks(sorted(doomed)):
@@ -432,9 +441,14 @@ def _measure(
     freed += sum(int(r["size"] or 0) for r in rows if r["checkpoint_id"] in doomed)
     referenced = {(k[2], k[3]) for row in kept for k in codec.blob_keys(row)}
     blobs = 0
-    for channel, version, size in conn.execute(rs.blob_sizes, here):
+    remaining: list[bytes] = []
+    for channel, version, size, manifest in conn.execute(rs.blob_sizes, here):
         if (channel, version) not in referenced:
             blobs, freed = blobs + 1, freed + int(size)
+        elif manifest is not None:
+            remaining.append(bytes(manifest))
+    if blobs:  # parts are collected only when blobs go
+        freed += _unreached_part_bytes(conn, rs, here, remaining)
     first = rows[0]
     return NamespaceOutcome(
         thread_id=first["thread_id"],
@@ -446,3 +460,20 @@ def _measure(
         blobs=blobs,
         bytes=freed,
     )
+
+
+def _unreached_part_bytes(
+    conn: Connection, rs: RetentionStatements, here: dict[str, bytes], manifests: Sequence[bytes]
+) -> int:
+    """Bytes of the namespace's parts that none of `manifests` reaches (through its
+    pages or its tail): what `operations.collect_parts` deletes once the other blobs
+    are gone."""
+    stored = {bytes(d): int(n or 0) for d, n in conn.execute(rs.part_sizes, here)}
+    if not stored:
+        return 0
+    pages = sorted({p for m in manifests for p in elements.pages_of(m)} & stored.keys())
+    live = set(pages).union(*(elements.tail_of(m) for m in manifests))
+    for part in operations.chunks(pages):
+        for _, page in conn.execute(rs.pages, {**here, "digests": list(part)}):
+            live.update(elements.digests_in(bytes(page)))
+    return sum(n for d, n in stored.items() if d not in live)

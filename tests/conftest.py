@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from functools import cache
 
 import pytest
@@ -29,8 +30,21 @@ settings.register_profile("thorough", max_examples=1000, **_PROPERTY_SETTINGS)  
 settings.load_profile("ci")
 
 
+@contextmanager
+def splitting_every_list() -> Iterator[None]:
+    """Within it, every non-empty msgpack list is stored cut into parts, however small.
+
+    For data built outside a test's own fixtures (a module-scoped database is built
+    before `every_list_split` applies), so that it takes the form the suite tests.
+    """
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(elements, "SPLIT_MIN_BYTES", 1)
+        patch.setattr(elements, "MIN_ELEMENT_BYTES", 0)
+        yield
+
+
 @pytest.fixture(autouse=True)
-def every_list_split(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+def every_list_split(request: pytest.FixtureRequest) -> Iterator[None]:
     """Store every non-empty msgpack list cut into parts, however small.
 
     In production only lists of 1 kB or more are cut (`elements.SPLIT_MIN_BYTES`), and
@@ -39,9 +53,11 @@ def every_list_split(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyP
     still take the whole-blob form. Tests marked ``list_thresholds`` keep the
     production thresholds.
     """
-    if request.node.get_closest_marker("list_thresholds") is None:
-        monkeypatch.setattr(elements, "SPLIT_MIN_BYTES", 1)
-        monkeypatch.setattr(elements, "MIN_ELEMENT_BYTES", 0)
+    if request.node.get_closest_marker("list_thresholds") is not None:
+        yield
+        return
+    with splitting_every_list():
+        yield
 
 
 ENGINES = ("sqlite", "postgresql", "mysql")

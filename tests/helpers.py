@@ -6,10 +6,11 @@ from __future__ import annotations
 from typing import Any
 
 import sqlalchemy as sa
-from langgraph.checkpoint.base import Checkpoint, empty_checkpoint
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
+from langgraph.checkpoint.base import BaseCheckpointSaver, Checkpoint, empty_checkpoint
 from langgraph.checkpoint.base.id import uuid6
 
-from checkpoint_sql import SQLSaver
+from checkpoint_sql import SQLSaver, elements
 
 
 def config(thread_id: Any, checkpoint_id: str | None = None, ns: str = "") -> dict[str, Any]:
@@ -37,6 +38,41 @@ def put_chain(
         cp = checkpoint({"step": step}, {"step": step + 1})
         parent = saver.put(parent, cp, {"source": "loop", "step": step, **(metadata or {})}, {"step": step + 1})
         stored.append(parent)
+    return stored
+
+
+def messages(n: int, start: int = 0) -> list[BaseMessage]:
+    """`n` distinct messages of a few hundred bytes each, as a conversation holds."""
+    kinds = (HumanMessage, AIMessage)
+    return [
+        kinds[i % 2](content=f"message {i}: " + " ".join(f"w{(i * 7 + j) % 97}" for j in range(60)), id=f"m{i}")
+        for i in range(start, start + n)
+    ]
+
+
+LONG = 2 * elements.PAGE + 8
+"""Messages in `long_thread`'s conversation: two full pages of digests and a tail."""
+
+
+def long_thread(saver: BaseCheckpointSaver[Any], thread_id: str = "long") -> list[dict[str, Any]]:
+    """A conversation stored element by element, as an agent leaves it: one checkpoint
+    per message (`LONG` of them, so its later versions have pages), a fork from its
+    10th checkpoint, a subgraph namespace with a list of its own, and pending writes
+    carrying a list. Returns the main line's stored configs, oldest first."""
+    conversation = messages(LONG)
+    stored, parent = [], config(thread_id)
+    for n in range(1, LONG + 1):
+        cp = checkpoint({"messages": conversation[:n], "step": n}, {"messages": n, "step": n})
+        parent = saver.put(parent, cp, {"source": "loop", "step": n}, {"messages": n, "step": n})
+        stored.append(parent)
+    forked = [*conversation[:9], *messages(1, start=1000)]
+    fork = checkpoint({"messages": forked, "step": 10}, {"messages": 1000, "step": 10})
+    saver.put(stored[9], fork, {"source": "update", "step": 11}, {"messages": 1000})
+    child = config(thread_id, ns="child:1")
+    for n in (elements.PAGE + 1, elements.PAGE + 3):
+        cp = checkpoint({"notes": messages(n, start=2000)}, {"notes": n})
+        child = saver.put(child, cp, {"source": "loop", "step": n}, {"notes": n})
+    saver.put_writes(stored[-1], [("messages", messages(2, start=3000)), ("step", LONG + 1)], "task-1")
     return stored
 
 

@@ -18,6 +18,7 @@ from langgraph.graph import START, StateGraph
 from langgraph.types import Command, Send, interrupt
 
 from checkpoint_sql import SQLSaver
+from tests.conftest import splitting_every_list
 from tests.graphs import Flaky, agent_graph, log_graph, parent_graph, question
 
 LOG = [f"entry-{i}" for i in range(7)]
@@ -87,6 +88,8 @@ def write_lineages(saver: BaseCheckpointSaver[Any]) -> None:
 
 
 def build(url: str) -> None:
-    with SQLSaver.from_conn_string(url) as saver:
+    """The lineages in a new database at `url`, their lists split as the suite stores
+    them (module-scoped databases are built before the per-test fixture applies)."""
+    with splitting_every_list(), SQLSaver.from_conn_string(url) as saver:
         saver.setup()
         write_lineages(saver)

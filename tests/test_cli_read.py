@@ -1,16 +1,19 @@
 """The read-only subcommands on each engine, against one database of real lineages
 (built once per engine for this module): threads, history, show, diff, stats,
-migrate --show and doctor, checked through their --json output."""
+migrate --show and doctor, checked through their --json output. And history and show
+print the very same whether lists are stored element by element or whole."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
-from checkpoint_sql import SQLSaver, migrate
+from checkpoint_sql import SQLSaver, codec, migrate
 from tests import lineages
 from tests.cli_helpers import run
 from tests.conftest import ENGINES, fresh_database, require
@@ -179,7 +182,7 @@ def test_diff_says_which_channels_changed_and_how(capsys: pytest.CaptureFixture[
 def test_stats_counts_what_the_tables_hold(capsys: pytest.CaptureFixture[str], url: str) -> None:
     stats = run(capsys, "stats", "--url", url, "--json").json
     with SQLSaver(url) as saver:
-        for table in ("checkpoints", "blobs", "writes"):
+        for table in ("checkpoints", "blobs", "parts", "writes"):
             assert stats["tables"][getattr(saver.tables, table).name]["rows"] == count(saver, table)
         assert stats["schema_revision"] == migrate.head(saver.tables.migrations)
     assert stats["threads"] == 5 and stats["namespaces"] == 6
@@ -207,7 +210,7 @@ def test_stats_of_a_thread_says_where_its_bytes_are(capsys: pytest.CaptureFixtur
                 assert figures["checkpoints"] == len(list(saver.list(config)))
                 stored_writes = sum(len(t.pending_writes or []) for t in saver.list(config))
                 assert sum(w["writes"] for w in figures["writes"]) == stored_writes
-                parts = ("checkpoint_bytes", "channel_bytes", "write_bytes")
+                parts = ("checkpoint_bytes", "channel_bytes", "write_bytes", "unreferenced_bytes")
                 assert figures["bytes"] == sum(figures[part] for part in parts)
     notes = next(c for c in by_ns[""]["channels"] if c["channel"] == "notes")
     assert notes["versions"] >= 1 and 0 < notes["latest_bytes"] <= notes["bytes"]
@@ -236,3 +239,47 @@ def test_doctor_advises_on_a_database_that_needs_migrating(capsys: pytest.Captur
     assert doctor.code == 1
     schema = next(c for c in doctor.json["checks"] if c["name"] == "schema")
     assert schema["status"] == "fail" and "checkpoint-sql migrate" in schema["advice"]
+
+
+def store_whole(saver: SQLSaver) -> None:
+    """Rewrite every split value as one blob and drop the parts: the rows as they were
+    stored before lists were split, same ids."""
+    bl, pa = saver.tables.blobs, saver.tables.parts
+    with saver.db.sync_engine.begin() as conn:
+        parts: codec.Parts = {}
+        for thread_key, ns_key, digest, data in conn.execute(sa.select(pa)):
+            parts.setdefault((bytes(thread_key), bytes(ns_key)), {})[bytes(digest)] = bytes(data)
+        for row in conn.execute(sa.select(bl).where(bl.c.manifest.is_not(None))).mappings().all():
+            keyed = {**row, "thread_key": bytes(row["thread_key"]), "ns_key": bytes(row["ns_key"])}
+            same = [bl.c[k] == row[k] for k in ("thread_key", "ns_key", "channel", "version")]
+            conn.execute(sa.update(bl).where(*same).values(blob=codec.blob_bytes(keyed, parts), manifest=None))
+        conn.execute(sa.delete(pa))
+    assert count(saver, "parts") == 0
+
+
+def test_history_and_show_print_the_same_whether_lists_are_stored_split_or_whole(
+    capsys: pytest.CaptureFixture[str], db_url: str
+) -> None:
+    lineages.build(db_url)
+
+    def out(*args: str) -> str:
+        ran = run(capsys, *args, "--url", db_url)
+        assert ran.code == 0, ran.err
+        return ran.out
+
+    def printed() -> list[str]:
+        found = []
+        for thread in lineages.GRAPHS:
+            history = out("history", thread, "--json")
+            found += [history, out("history", thread)]
+            for ns in json.loads(history)["namespaces"]:
+                first, last = (e["checkpoint_id"] for e in (ns["checkpoints"][0], ns["checkpoints"][-1]))
+                found += [out("show", thread, first, "--ns", ns["checkpoint_ns"], "--json")]
+                found += [out("show", thread, last, "--ns", ns["checkpoint_ns"])]
+        return found
+
+    split = printed()
+    with SQLSaver(db_url) as saver:
+        assert count(saver, "parts") > 0
+        store_whole(saver)
+    assert printed() == split

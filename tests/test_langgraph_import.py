@@ -16,22 +16,26 @@ from checkpoint_sql import SQLSaver
 from tests import lineages
 from tests.cli_helpers import all_tuples, run
 from tests.conftest import fresh_database, require
+from tests.helpers import count, long_thread
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def official(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, Any]]:
-    """(URL, saver) of an official saver holding the test lineages."""
+    """(URL, saver) of an official saver holding the test lineages and a conversation
+    long enough to have pages of digests once split (`long_thread`)."""
     if request.param == "sqlite":
         path = tmp_path / "official.db"
         with SqliteSaver.from_conn_string(str(path)) as saver:
             saver.setup()
             lineages.write_lineages(saver)
+            long_thread(saver)
             yield f"sqlite:///{path}", saver
         return
     require("postgresql")
     with fresh_database("postgresql", tmp_path) as url, PostgresSaver.from_conn_string(url) as saver:
         saver.setup()
         lineages.write_lineages(saver)
+        long_thread(saver)
         yield url, saver
 
 
@@ -50,9 +54,10 @@ def test_every_checkpoint_reads_back_as_the_official_saver_reads_it(
     imported = run(capsys, "import-langgraph", "--from", source, "--url", db_url, "--json")
     assert imported.code == 0, imported.err
     expected = theirs(saver)
-    assert sorted(imported.json["imported"]) == sorted(lineages.GRAPHS)
+    assert sorted(imported.json["imported"]) == sorted([*lineages.GRAPHS, "long"])
     assert imported.json["checkpoints"] == len(expected)
     with SQLSaver(db_url) as ours:
+        assert imported.json["parts"] == count(ours, "parts") > 0, "lists are stored element by element"
         got = all_tuples(ours)
         assert got.keys() == expected.keys()
         for key, want in expected.items():

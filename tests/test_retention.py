@@ -9,11 +9,12 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 from checkpoint_sql import InvalidArgumentError, RetentionSweeper, SchemaNotReadyError, SQLSaver
 from tests import lineages
 from tests.cli_helpers import age, all_tuples, orphans
-from tests.helpers import snapshot
+from tests.helpers import count, long_thread, snapshot
 
 
 @pytest.fixture
@@ -45,6 +46,29 @@ async def test_sync_and_async_retention_agree_and_leave_no_orphans(saver: SQLSav
     assert all(n == 1 + delta.get(key, 0) for key, n in kept.items())
     assert lineages.compiled("log", saver).get_state(lineages.cfg("log")).values["log"] == lineages.LOG
     assert saver.retain(keep_last=1).namespaces == [], "a second run finds nothing more"
+
+
+def payload_bytes(saver: SQLSaver) -> int:
+    """The payload bytes the tables hold, metadata aside: what a report's
+    ``bytes_freed`` counts."""
+    t = saver.tables
+    columns = (t.checkpoints.c.checkpoint, t.blobs.c.blob, t.blobs.c.manifest, t.writes.c.blob, t.parts.c.data)
+    with saver.db.sync_engine.connect() as conn:
+        return sum(
+            int(conn.execute(sa.select(sa.func.coalesce(sa.func.sum(sa.func.length(c)), 0))).scalar_one())
+            for c in columns
+        )
+
+
+def test_the_bytes_a_report_frees_are_the_bytes_deleting_frees(saver: SQLSaver) -> None:
+    """List parts included: keeping only ``long``'s fork (ten messages) collects the
+    elements and pages of the 72-message conversation."""
+    long_thread(saver)
+    before, parts = payload_bytes(saver), count(saver, "parts")
+    estimate = saver.retain(keep_last=1, dry_run=True).to_json()["totals"]["bytes_freed"]
+    done = saver.retain(keep_last=1).to_json()["totals"]["bytes_freed"]
+    assert estimate == done == before - payload_bytes(saver)
+    assert count(saver, "parts") < parts - 60
 
 
 def test_retention_only_touches_the_threads_it_is_given(saver: SQLSaver) -> None:

@@ -2,14 +2,16 @@
 
 One read transaction fetches what the tree needs and nothing more: the checkpoint
 rows, the blobs of the trigger channels only (small markers and pending Sends, not
-the messages), and the pending writes with their values left out except for
-interrupts and errors. Decoding happens afterwards, outside the transaction.
+the messages), the list parts of the pending Sends (a list of Sends is stored
+element by element, `checkpoint_sql.elements`), and the pending writes with their
+values left out except for interrupts and errors. Decoding happens afterwards,
+outside the transaction.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
@@ -20,19 +22,24 @@ from rich.text import Text
 from sqlalchemy import bindparam
 from sqlalchemy.engine import Connection
 
-from checkpoint_sql import codec, lineage
+from checkpoint_sql import codec, dialects, lineage, operations
+from checkpoint_sql.errors import MissingPartsError
+from checkpoint_sql.links import Link
 from checkpoint_sql.schema import SaverTables
+from checkpoint_sql.statements import SaverStatements
 
 Row = Mapping[str, Any]
 LEGEND = "✓ done  ⏸ waiting for a resume  ✗ failed  ↺ resumed · next: what runs when the graph goes on"
 
 
 class HistoryStatements:
-    """The three reads of a history. Values are left out except where the tree shows
-    them, since a thread's messages can be megabytes per checkpoint."""
+    """The reads of a history. Values are left out except where the tree shows them,
+    since a thread's messages can be megabytes per checkpoint. The saver's own
+    statements fetch the parts of split values (`operations.fetch_parts`)."""
 
-    def __init__(self, tables: SaverTables) -> None:
+    def __init__(self, tables: SaverTables, family: dialects.Family) -> None:
         cp, bl, wr = tables.checkpoints, tables.blobs, tables.writes
+        self.saver = SaverStatements(tables, family)
         self.checkpoints = sa.select(
             cp.c.ns_key,
             cp.c.thread_id,
@@ -45,7 +52,9 @@ class HistoryStatements:
             cp.c.versions,
             cp.c.created_us,
         ).where(cp.c.thread_key == bindparam("tkey"))
-        self.triggers = sa.select(bl.c.ns_key, bl.c.channel, bl.c.version, bl.c.type, bl.c.blob).where(
+        self.triggers = sa.select(
+            bl.c.thread_key, bl.c.ns_key, bl.c.channel, bl.c.version, bl.c.type, bl.c.blob, bl.c.manifest
+        ).where(
             bl.c.thread_key == bindparam("tkey"),
             sa.or_(bl.c.channel.in_([lineage.START, lineage.TASKS]), bl.c.channel.startswith(lineage.BRANCH)),
             bl.c.type != codec.EMPTY,
@@ -68,16 +77,25 @@ class HistoryRows:
     checkpoints: list[Row]
     triggers: list[Row]
     writes: list[Row]
+    parts: codec.Parts = field(default_factory=dict)
+    """The parts of the split pending-Sends values among `triggers`."""
 
 
 def load(conn: Connection, hs: HistoryStatements, thread_key: bytes) -> HistoryRows:
-    """The rows of one thread's history (run as one snapshot read)."""
+    """The rows of one thread's history (run as one snapshot read, so the parts the
+    trigger blobs list are all there)."""
     params = {"tkey": thread_key}
-    return HistoryRows(
+    rows = HistoryRows(
         checkpoints=[dict(r) for r in conn.execute(hs.checkpoints, params).mappings()],
         triggers=[dict(r) for r in conn.execute(hs.triggers, params).mappings()],
         writes=[dict(r) for r in conn.execute(hs.writes, params).mappings()],
     )
+    sends = [r for r in rows.triggers if r["channel"] == lineage.TASKS]  # the only values the tree decodes
+    if not operations.fetch_parts(Link.of(conn), hs.saver, sends, rows.parts):
+        raise MissingPartsError(
+            f"the pending Sends of a checkpoint have list elements missing from {hs.saver.tables.parts.name}"
+        )
+    return rows
 
 
 @dataclass
@@ -122,14 +140,18 @@ def build(serde: SerializerProtocol, rows: HistoryRows) -> History:
         writes.setdefault((bytes(w["ns_key"]), w["checkpoint_id"]), []).append(w)
     by_ns: dict[str, list[lineage.Entry]] = {}
     for row in rows.checkpoints:
-        entry = _entry(serde, row, triggers, writes.get((bytes(row["ns_key"]), row["checkpoint_id"]), []))
+        entry = _entry(serde, row, triggers, rows.parts, writes.get((bytes(row["ns_key"]), row["checkpoint_id"]), []))
         by_ns.setdefault(row["checkpoint_ns"], []).append(entry)
     thread_id = rows.checkpoints[0]["thread_id"] if rows.checkpoints else ""
     return History(thread_id, [Namespace(ns, entries, lineage.build(entries)) for ns, entries in sorted(by_ns.items())])
 
 
 def _entry(
-    serde: SerializerProtocol, row: Row, triggers: Mapping[tuple[bytes, str, str], Row], writes: Sequence[Row]
+    serde: SerializerProtocol,
+    row: Row,
+    triggers: Mapping[tuple[bytes, str, str], Row],
+    parts: codec.Parts,
+    writes: Sequence[Row],
 ) -> lineage.Entry:
     body = codec.load(serde, row["type"], row["checkpoint"])
     versions = codec.channel_versions(row)
@@ -137,7 +159,10 @@ def _entry(
     for channel, version in versions.items():
         blob = triggers.get((bytes(row["ns_key"]), channel, str(version)))
         if blob is not None:
-            values[channel] = codec.load(serde, blob["type"], blob["blob"]) if channel == lineage.TASKS else True
+            if channel == lineage.TASKS:
+                values[channel] = codec.load(serde, blob["type"], codec.blob_bytes(blob, parts))
+            else:
+                values[channel] = True
     sends: Sequence[Any] = values.get(lineage.TASKS) or ()
     tasks: dict[str, lineage.Task] = {}
     interrupts: list[Any] = []

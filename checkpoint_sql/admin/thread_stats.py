@@ -6,11 +6,20 @@ The LangGraph Agent Server answers its own ``/threads/{id}/storage`` with 501 fo
 custom checkpointer; this is the same question answered from our tables. Sizes are
 what `threads` and `stats` count: payload bytes as stored (on PostgreSQL after TOAST
 compression), so a thread's total here is its size in `threads`.
+
+A list stored element by element (`checkpoint_sql.elements`) is its blob rows (array
+header and manifest) and the parts its manifests reach, which versions share: a
+channel's "all versions" counts each part once, however many of its versions reach
+it, and its "latest" counts every part the latest value reaches. A part two channels
+of a namespace share (the same element bytes in both) is counted once, in the
+channel first by name, so that the channels add up to the namespace. Parts no
+manifest reaches any more (left by a put that lost a race for its version) are
+shown apart as unreferenced; the next deletion in the namespace collects them.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
@@ -19,8 +28,8 @@ from rich.table import Table
 from rich.text import Text
 from sqlalchemy.engine import Connection
 
-from checkpoint_sql import codec, dialects
-from checkpoint_sql.admin.threads import human_bytes
+from checkpoint_sql import codec, dialects, elements, operations
+from checkpoint_sql.admin.threads import blob_size, human_bytes
 from checkpoint_sql.ids import key_of
 from checkpoint_sql.schema import SaverTables
 
@@ -31,7 +40,15 @@ class ThreadStorage:
     namespaces: list[dict[str, Any]]
 
     def to_json(self) -> dict[str, Any]:
-        keys = ("checkpoints", "checkpoint_bytes", "metadata_bytes", "channel_bytes", "write_bytes", "bytes")
+        keys = (
+            "checkpoints",
+            "checkpoint_bytes",
+            "metadata_bytes",
+            "channel_bytes",
+            "write_bytes",
+            "unreferenced_bytes",
+            "bytes",
+        )
         totals = {k: sum(ns[k] for ns in self.namespaces) for k in keys}
         return {"thread_id": self.thread_id, "totals": totals, "namespaces": self.namespaces}
 
@@ -65,6 +82,8 @@ def _namespace_table(ns: dict[str, Any]) -> Table:
         )
     table.add_row(Text("(checkpoint bodies)", style="dim"), "", human_bytes(ns["checkpoint_bytes"]), "", "")
     table.add_row(Text("(pending writes)", style="dim"), "", human_bytes(ns["write_bytes"]), "", "")
+    if ns["unreferenced_bytes"]:
+        table.add_row(Text("(unreferenced list parts)", style="dim"), "", human_bytes(ns["unreferenced_bytes"]), "", "")
     table.caption = f"metadata (JSON, not counted above): {human_bytes(ns['metadata_bytes'])}"
     table.caption_justify = "left"
     return table
@@ -104,24 +123,30 @@ def measure(conn: Connection, tables: SaverTables, family: dialects.Family, thre
         here,
     ).all()
 
-    def per_channel(table: sa.Table) -> list[Any]:
+    def per_channel(table: sa.Table, payload: sa.ColumnElement[Any]) -> list[Any]:
         """(namespace key, channel, rows, bytes) of the thread's rows in `table`."""
-        blob_bytes = sa.func.coalesce(sa.func.sum(size(family, table.c.blob)), 0)
         rows = conn.execute(
-            sa.select(table.c.ns_key, table.c.channel, sa.func.count(), blob_bytes)
+            sa.select(table.c.ns_key, table.c.channel, sa.func.count(), sa.func.coalesce(sa.func.sum(payload), 0))
             .where(table.c.thread_key == sa.bindparam("tkey"))
             .group_by(table.c.ns_key, table.c.channel),
             here,
         )
         return list(rows)
 
-    channels, writes = per_channel(bl), per_channel(wr)
+    channels, writes = per_channel(bl, blob_size(family, bl)), per_channel(wr, size(family, wr.c.blob))
+    parts = _Parts.read(conn, tables, family, thread_key)
     namespaces = []
     for ns_key, checkpoint_ns, n, latest_id, body_bytes, metadata_bytes in per_ns:
-        latest = _latest_sizes(conn, tables, family, thread_key, bytes(ns_key), latest_id)
+        ns_parts = parts.of(bytes(ns_key))
+        latest = _latest_sizes(conn, tables, family, thread_key, bytes(ns_key), latest_id, ns_parts)
         ns_channels = sorted(
             (
-                {"channel": ch, "versions": int(v), "bytes": int(b), "latest_bytes": latest.get(ch)}
+                {
+                    "channel": ch,
+                    "versions": int(v),
+                    "bytes": int(b) + ns_parts.channel_bytes.get(ch, 0),
+                    "latest_bytes": latest.get(ch),
+                }
                 for k, ch, v, b in channels
                 if bytes(k) == bytes(ns_key)
             ),
@@ -142,7 +167,8 @@ def measure(conn: Connection, tables: SaverTables, family: dialects.Family, thre
                 "metadata_bytes": int(metadata_bytes),
                 "channel_bytes": channel_bytes,
                 "write_bytes": write_bytes,
-                "bytes": int(body_bytes) + channel_bytes + write_bytes,
+                "unreferenced_bytes": ns_parts.unreferenced_bytes,
+                "bytes": int(body_bytes) + channel_bytes + write_bytes + ns_parts.unreferenced_bytes,
                 "channels": ns_channels,
                 "writes": ns_writes,
             }
@@ -151,10 +177,91 @@ def measure(conn: Connection, tables: SaverTables, family: dialects.Family, thre
     return ThreadStorage(thread_id, namespaces)
 
 
+@dataclass
+class _NamespaceParts:
+    """The parts of one namespace, and who they are counted for."""
+
+    sizes: dict[bytes, int] = field(default_factory=dict)
+    """Stored bytes of each part, by digest."""
+    manifests: dict[tuple[str, str], bytes] = field(default_factory=dict)
+    """The manifest of each split (channel, version)."""
+    pages: dict[bytes, list[bytes]] = field(default_factory=dict)
+    """The element digests of each page the manifests list."""
+    channel_bytes: dict[str, int] = field(default_factory=dict)
+    """Bytes of the parts counted for each channel (see the module docstring)."""
+    unreferenced_bytes: int = 0
+
+    def reached(self, manifest: bytes) -> set[bytes]:
+        """The digests of the parts a manifest reaches: its pages, their elements, its tail."""
+        pages = elements.pages_of(manifest)
+        return {*pages, *(d for p in pages for d in self.pages.get(p, ())), *elements.tail_of(manifest)}
+
+    def attribute(self) -> None:
+        """Count each stored part once: for the first channel (by name) reaching it,
+        else as unreferenced."""
+        owner: dict[bytes, str] = {}
+        for (channel, _), manifest in sorted(self.manifests.items()):
+            for page in elements.pages_of(manifest):
+                if page not in owner:  # else its elements have their owner already
+                    owner[page] = channel
+                    for d in self.pages.get(page, ()):
+                        owner.setdefault(d, channel)
+            for d in elements.tail_of(manifest):
+                owner.setdefault(d, channel)
+        for d, n in self.sizes.items():
+            if d in owner:
+                self.channel_bytes[owner[d]] = self.channel_bytes.get(owner[d], 0) + n
+            else:
+                self.unreferenced_bytes += n
+
+
+@dataclass
+class _Parts:
+    """A thread's parts by namespace, with the manifests and pages that reach them."""
+
+    namespaces: dict[bytes, _NamespaceParts]
+
+    @classmethod
+    def read(cls, conn: Connection, tables: SaverTables, family: dialects.Family, thread_key: bytes) -> _Parts:
+        """The parts' sizes (not their bytes), the manifests, and the pages' bytes."""
+        bl, pa = tables.blobs, tables.parts
+        found: dict[bytes, _NamespaceParts] = {}
+        sizes = sa.select(pa.c.ns_key, pa.c.digest, sa.func.coalesce(dialects.stored_size(family, pa.c.data), 0))
+        for ns_key, digest, n in conn.execute(sizes.where(pa.c.thread_key == thread_key)):
+            found.setdefault(bytes(ns_key), _NamespaceParts()).sizes[bytes(digest)] = int(n)
+        manifests = sa.select(bl.c.ns_key, bl.c.channel, bl.c.version, bl.c.manifest).where(
+            bl.c.thread_key == thread_key, bl.c.manifest.is_not(None)
+        )
+        for ns_key, channel, version, manifest in conn.execute(manifests):
+            found.setdefault(bytes(ns_key), _NamespaceParts()).manifests[(channel, version)] = bytes(manifest)
+        pages = sa.select(pa.c.digest, pa.c.data).where(
+            pa.c.thread_key == thread_key,
+            pa.c.ns_key == sa.bindparam("nkey"),
+            pa.c.digest.in_(sa.bindparam("digests", expanding=True)),
+        )
+        for ns_key, ns in found.items():
+            wanted = sorted({p for m in ns.manifests.values() for p in elements.pages_of(m)} & ns.sizes.keys())
+            for chunk in operations.chunks(wanted):
+                for digest, data in conn.execute(pages, {"nkey": ns_key, "digests": list(chunk)}):
+                    ns.pages[bytes(digest)] = elements.digests_in(bytes(data))
+            ns.attribute()
+        return cls(found)
+
+    def of(self, ns_key: bytes) -> _NamespaceParts:
+        return self.namespaces.get(ns_key) or _NamespaceParts()
+
+
 def _latest_sizes(
-    conn: Connection, tables: SaverTables, family: dialects.Family, thread_key: bytes, ns_key: bytes, checkpoint_id: str
+    conn: Connection,
+    tables: SaverTables,
+    family: dialects.Family,
+    thread_key: bytes,
+    ns_key: bytes,
+    checkpoint_id: str,
+    parts: _NamespaceParts,
 ) -> dict[str, int]:
-    """Bytes of each channel value the namespace's latest checkpoint reads."""
+    """Bytes of each channel value the namespace's latest checkpoint reads: its blob
+    row, and for a split list every part it reaches."""
     cp, bl = tables.checkpoints, tables.blobs
     row = (
         conn.execute(
@@ -169,10 +276,15 @@ def _latest_sizes(
     if not pairs:
         return {}
     found = conn.execute(
-        sa.select(bl.c.channel, sa.func.coalesce(dialects.stored_size(family, bl.c.blob), 0)).where(
+        sa.select(bl.c.channel, bl.c.version, blob_size(family, bl)).where(
             bl.c.thread_key == thread_key,
             bl.c.ns_key == ns_key,
             sa.tuple_(bl.c.channel, bl.c.version).in_(pairs),
         )
     )
-    return {channel: int(n) for channel, n in found}
+    sizes = {}
+    for channel, version, n in found:
+        manifest = parts.manifests.get((channel, version))
+        reached = () if manifest is None else parts.reached(manifest)
+        sizes[channel] = int(n) + sum(parts.sizes.get(d, 0) for d in reached)
+    return sizes

@@ -1,9 +1,14 @@
 """Threads at a glance (`checkpoint-sql threads`) and the database in figures (`stats`).
 
 A page of threads is one aggregate over the checkpoints table, sorted and cut in SQL;
-the sizes of the threads on that page are then summed from the blobs and writes
-tables for those threads only, since measuring every blob of a large database on
-each listing would read all of it. Sorting by size is the exception: it has to.
+the sizes of the threads on that page are then summed from the blobs, parts and
+writes tables for those threads only, since measuring every blob of a large database
+on each listing would read all of it. Sorting by size is the exception: it has to.
+
+A size is the payload stored: checkpoint bodies, values (a split list's array header
+and manifest in its blob row, and its elements and pages of digests in the parts
+table, each counted once however many versions share it) and pending writes; keys,
+metadata and indexes are not counted.
 """
 
 from __future__ import annotations
@@ -100,7 +105,7 @@ class ThreadStatements:
     page's threads (built per query, since the filters and sort shape the SQL)."""
 
     def __init__(self, tables: SaverTables, family: dialects.Family, query: ThreadQuery) -> None:
-        cp, bl, wr = tables.checkpoints, tables.blobs, tables.writes
+        cp, bl, wr, pa = tables.checkpoints, tables.blobs, tables.writes, tables.parts
         size = dialects.stored_size
         matching: list[sa.ColumnElement[bool]] = []
         for i, kind in enumerate(self._kinds(family, query.filters)):
@@ -122,27 +127,22 @@ class ThreadStatements:
             .group_by(cp.c.thread_key)
             .subquery("cpsql_threads")
         )
-        self.blob_bytes = _sizes(bl, size(family, bl.c.blob)).where(
-            bl.c.thread_key.in_(bindparam("tkeys", expanding=True))
-        )
-        self.write_bytes = _sizes(wr, size(family, wr.c.blob)).where(
-            wr.c.thread_key.in_(bindparam("tkeys", expanding=True))
-        )
+        payloads = ((bl, blob_size(family, bl)), (pa, size(family, pa.c.data)), (wr, size(family, wr.c.blob)))
+        self.sizes = [
+            _sizes(table, payload).where(table.c.thread_key.in_(bindparam("tkeys", expanding=True)))
+            for table, payload in payloads
+        ]
+        """Bytes per thread of the page's threads, in the blobs, parts and writes tables."""
         self.count = sa.select(sa.func.count()).select_from(per_thread)
         source: sa.FromClause = per_thread
         columns: list[sa.ColumnElement[Any]] = list(per_thread.c)
         key: sa.ColumnElement[Any]
         if query.sort == "size":
-            blobs, writes = (
-                _sizes(bl, size(family, bl.c.blob)).subquery(),
-                _sizes(wr, size(family, wr.c.blob)).subquery(),
-            )
-            key = (
-                per_thread.c.checkpoint_bytes + sa.func.coalesce(blobs.c.bytes, 0) + sa.func.coalesce(writes.c.bytes, 0)
-            )
-            source = per_thread.outerjoin(blobs, blobs.c.thread_key == per_thread.c.thread_key).outerjoin(
-                writes, writes.c.thread_key == per_thread.c.thread_key
-            )
+            key = per_thread.c.checkpoint_bytes
+            for table, payload in payloads:
+                sizes = _sizes(table, payload).subquery()
+                key = key + sa.func.coalesce(sizes.c.bytes, 0)
+                source = source.outerjoin(sizes, sizes.c.thread_key == per_thread.c.thread_key)
             columns.append(key.label("bytes"))
         else:
             key = {
@@ -157,6 +157,13 @@ class ThreadStatements:
     @staticmethod
     def _kinds(family: dialects.Family, filters: Mapping[str, Any]) -> list[str]:
         return [kind for kind, _, _ in dialects.metadata_tests(family, filters)]
+
+
+def blob_size(family: dialects.Family, bl: sa.Table) -> sa.ColumnElement[Any]:
+    """The stored bytes of a blob row: its value (a split list's array header) and its
+    manifest, either of which may be NULL."""
+    size = dialects.stored_size
+    return sa.func.coalesce(size(family, bl.c.blob), 0) + sa.func.coalesce(size(family, bl.c.manifest), 0)
 
 
 def _sizes(table: sa.Table, size: sa.ColumnElement[Any]) -> sa.Select[Any]:
@@ -177,7 +184,7 @@ def list_threads(conn: Connection, ts: ThreadStatements, query: ThreadQuery, par
     if query.sort != "size" and rows:
         keys = {"tkeys": [r["thread_key"] for r in rows]}
         extra: dict[bytes, int] = {}
-        for statement in (ts.blob_bytes, ts.write_bytes):
+        for statement in ts.sizes:
             for thread_key, n in conn.execute(statement, keys):
                 extra[bytes(thread_key)] = extra.get(bytes(thread_key), 0) + int(n or 0)
         for r in rows:
@@ -252,20 +259,25 @@ class Stats:
 
 def stats(conn: Connection, tables: SaverTables, family: dialects.Family, url: str) -> Stats:
     """The figures of `stats`, in one snapshot read."""
-    cp, bl, wr = tables.checkpoints, tables.blobs, tables.writes
+    cp, bl, pa, wr = tables.checkpoints, tables.blobs, tables.parts, tables.writes
     threads = conn.execute(sa.select(sa.func.count(sa.distinct(cp.c.thread_key)))).scalar_one()
     namespaces = conn.execute(
         sa.select(sa.func.count()).select_from(sa.select(cp.c.thread_key, cp.c.ns_key).distinct().subquery())
     ).scalar_one()
     oldest, newest = conn.execute(sa.select(sa.func.min(cp.c.created_us), sa.func.max(cp.c.created_us))).one()
     empty_blobs = conn.execute(sa.select(sa.func.count()).where(bl.c.type == "empty")).scalar_one()
-    disk = dialects.table_bytes(family, conn, [cp, bl, wr])
+    disk = dialects.table_bytes(family, conn, [cp, bl, pa, wr])
     per_table = {}
-    for table, payload in ((cp, cp.c.checkpoint), (bl, bl.c.blob), (wr, wr.c.blob)):
-        rows, size = conn.execute(
-            sa.select(sa.func.count(), sa.func.sum(dialects.stored_size(family, payload))).select_from(table)
-        ).one()
-        per_table[table.name] = {"rows": int(rows), "payload_bytes": int(size or 0), "disk_bytes": disk[table.name]}
+    size = dialects.stored_size
+    payloads = (
+        (cp, size(family, cp.c.checkpoint)),
+        (bl, blob_size(family, bl)),
+        (pa, size(family, pa.c.data)),
+        (wr, size(family, wr.c.blob)),
+    )
+    for table, payload in payloads:
+        rows, total = conn.execute(sa.select(sa.func.count(), sa.func.sum(payload)).select_from(table)).one()
+        per_table[table.name] = {"rows": int(rows), "payload_bytes": int(total or 0), "disk_bytes": disk[table.name]}
     per_table[bl.name]["empty"] = int(empty_blobs)
     largest = conn.execute(
         sa.select(sa.func.max(cp.c.thread_id), sa.func.count().label("n"))
