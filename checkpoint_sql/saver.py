@@ -9,6 +9,8 @@ the async engine (`calls.py`). The operations themselves live in `operations.py`
 from __future__ import annotations
 
 import random
+import threading
+import weakref
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
@@ -49,6 +51,25 @@ LIST_PAGE = 100
 
 PRUNE_STRATEGIES = ("keep_latest", "delete", "delete_all")
 """``delete_all`` is ``delete`` by the name the LangGraph Agent Server's fallback sends."""
+
+_PART_CACHES: weakref.WeakSet[elements.PartCache] = weakref.WeakSet()
+"""The part cache of every saver alive in this process (see `SQLSaver._forgetting`)."""
+_PART_CACHES_LOCK = threading.Lock()
+
+
+def _forget_parts(thread_keys: Sequence[bytes] | None) -> None:
+    """Drop these threads' entries (None: all) from every saver's part cache.
+
+    Every saver's, not only the deleting one's: another saver of the process (a
+    sweeper's, a request handler's) may know the deleted parts, and would skip them in
+    its next put, leaving a checkpoint whose elements are gone. Savers on other
+    databases lose entries for nothing, which costs them re-sending a list once.
+    """
+    with _PART_CACHES_LOCK:
+        caches = list(_PART_CACHES)
+    for cache in caches:
+        cache.forget_threads(thread_keys)
+
 
 # Aliases, because inside SQLSaver the name `list` is the method.
 Tuples = list[CheckpointTuple]
@@ -99,6 +120,8 @@ class SQLSaver(BaseCheckpointSaver[str], DatabaseClient):
         self.tables: SaverTables = saver_tables(table_prefix, schema)
         self._st = SaverStatements(self.tables, self.db.family)
         self._parts = elements.PartCache()
+        with _PART_CACHES_LOCK:
+            _PART_CACHES.add(self._parts)
 
     @classmethod
     def from_conn_string(cls, url: str | URL | None = None, **kwargs: Any) -> SQLSaver:
@@ -452,11 +475,11 @@ class SQLSaver(BaseCheckpointSaver[str], DatabaseClient):
         return [Call(operations.prune_keep_latest, (self._st, k), finish, write=True, snapshot=True) for k in keys]
 
     def _forgetting(self, thread_keys: Sequence[bytes] | None) -> Callable[[None], None]:
-        """Drop these threads' entries (None: all) from the part cache, now and once
-        the deleting call is over, since parts it deletes must not be skipped by a
-        later put."""
-        self._parts.forget_threads(thread_keys)
-        return lambda _: self._parts.forget_threads(thread_keys)
+        """Drop these threads' entries (None: all) from the part caches of the process
+        (`_forget_parts`), now and once the deleting call is over, since parts it
+        deletes must not be skipped by a later put."""
+        _forget_parts(thread_keys)
+        return lambda _: _forget_parts(thread_keys)
 
     # --- delta channels ------------------------------------------------------------------
 
