@@ -12,20 +12,27 @@ large enough to be split at the production thresholds too.)
 
 from __future__ import annotations
 
+import json
+import multiprocessing
+import threading
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
 from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
+from langgraph.types import Command
 
 from checkpoint_sql import MissingPartsError, RetentionSweeper, SQLSaver, elements, operations
 from checkpoint_sql.database import Database
 from checkpoint_sql.ids import key_of
 from tests.cli_helpers import orphans
+from tests.graphs import agent_graph, parent_graph
 from tests.helpers import checkpoint, config
 
 SERDE = JsonPlusSerializer()
@@ -361,6 +368,56 @@ def test_one_sweep_of_the_retention_sweeper_leaves_no_orphan_part(saver: SQLSave
     assert_survivors_read_back(before, reads(saver), survivors)
 
 
+# --- real graphs -----------------------------------------------------------------------
+
+
+def _chat(graph: Any, thread_id: str, turns: range) -> None:
+    for turn in turns:
+        text = f"alpha bravo {turn} " + "filler " * 30
+        graph.invoke({"messages": [HumanMessage(content=text, id=f"q{turn}")], "tool_calls": 0}, config(thread_id))
+
+
+def test_real_graphs_keep_working_through_retention_pruning_copying_and_deleting(saver: SQLSaver) -> None:
+    """An agent conversation with a fork (`update_state` on an earlier checkpoint,
+    then run on), and a graph paused inside a subgraph: every step leaves the parts
+    sound and the graphs' state as it was, and the graphs run on afterwards."""
+    chat, review = agent_graph().compile(checkpointer=saver), parent_graph().compile(checkpointer=saver)
+    _chat(chat, "chat", range(3))
+    earlier = next(s for s in chat.get_state_history(config("chat")) if s.next == ("tools",))
+    forked = chat.update_state(earlier.config, {"messages": [HumanMessage("charlie delta", id="fork-q")]})
+    chat.invoke(None, forked)
+    review.invoke({"draft": " a draft ", "notes": []}, config("review"))
+    assert any(ns for _, ns, _ in reads(saver, "review")), "the subgraph has its own namespace"
+    assert_sound(saver)
+
+    def states() -> dict[str, Any]:
+        return {t: g.get_state(config(t)).values for t, g in (("chat", chat), ("review", review))}
+
+    before, state = reads(saver), states()
+    saver.retain(keep_last=2)
+    assert_sound(saver)
+    after = reads(saver)
+    assert {k: before[k] for k in after} == after and len(after) < len(before)
+    assert states() == state
+
+    _chat(chat, "chat", range(3, 5))
+    review.invoke(Command(resume="approved"), config("review"))
+    assert_sound(saver)
+    state = states()
+    saver.prune(["chat", "review"], strategy="keep_latest")
+    assert_sound(saver)
+    assert states() == state
+
+    saver.copy_thread("chat", "chat-copy")
+    saver.delete_thread("chat")
+    assert_sound(saver)
+    assert chat.get_state(config("chat-copy")).values == state["chat"]
+    _chat(chat, "chat-copy", range(5, 6))
+    grown = chat.get_state(config("chat-copy")).values["messages"]
+    assert [m.id for m in grown] == [m.id for m in state["chat"]["messages"]] + ["q5"]  # "ai-final" is replaced
+    assert_sound(saver)
+
+
 # --- putting again what was deleted ------------------------------------------------------
 
 
@@ -484,3 +541,90 @@ def test_pruning_a_copy_leaves_its_source_intact_and_the_copy_grows_on(saver: SQ
     assert messages_of(saver, again) == grown
     assert reads(saver, "t") == source
     assert_sound(saver)
+
+
+# --- two writers at once ---------------------------------------------------------------
+
+ROUNDS = 6
+SHARED = 60
+"""New elements both writers store in each round: more than one INSERT's worth of
+rows (`statements.ROWS_PER_INSERT`), and enough to fill pages."""
+
+
+def _fork_lists(writer: int) -> list[list[Any]]:
+    """What writer `writer` puts, round by round, on its fork of the shared trunk:
+    the trunk, every round's shared elements so far, and one element of its own."""
+    lists, shared = [], _messages(8)
+    for r in range(ROUNDS):
+        shared = shared + _messages(SHARED, start=1000 + 100 * r, tag="shared")
+        lists.append([*shared, *_messages(1, start=r, tag=f"own{writer}")])
+    return lists
+
+
+def _write_fork(saver: SQLSaver, trunk: dict[str, Any], writer: int, wait: Any) -> list[dict[str, Any]]:
+    """Put one fork of `trunk`, waiting on `wait` before each put so that both writers
+    send the same new elements at the same moment."""
+    stored, parent = [], trunk
+    for r, value in enumerate(_fork_lists(writer)):
+        wait()
+        parent = put_list(saver, parent, value, f"{r + 2:06}.w{writer}", run_id=f"run-{writer}", step=r + 2)
+        stored.append(parent)
+    return stored
+
+
+def _check_forks(saver: SQLSaver, forks: list[list[dict[str, Any]]]) -> None:
+    """Each element stored once, nothing else stored, and both forks read back."""
+    expected = digests_of(_messages(8), *_fork_lists(0), *_fork_lists(1))
+    pa = saver.tables.parts
+    with saver.db.sync_engine.connect() as conn:
+        digests = [
+            bytes(d) for d in conn.execute(sa.select(pa.c.digest).where(pa.c.thread_key == key_of("t"))).scalars()
+        ]
+    assert sorted(digests) == sorted(expected)
+    for writer, stored in enumerate(forks):
+        assert [messages_of(saver, c) for c in stored] == _fork_lists(writer)
+    assert_sound(saver)
+
+
+def test_two_writers_storing_the_same_new_elements_at_once(saver: SQLSaver, db_url: str) -> None:
+    trunk = put_list(saver, config("t"), _messages(8), "000001.trunk", run_id="run-trunk", step=1)
+    barrier = threading.Barrier(2, timeout=30)
+    with (
+        SQLSaver.from_conn_string(db_url) as one,
+        SQLSaver.from_conn_string(db_url) as two,
+        ThreadPoolExecutor(2) as pool,
+    ):
+        for s in (one, two):
+            s.get_tuple(trunk)  # each knows the trunk's parts, as a resumed thread does
+        futures = [pool.submit(_write_fork, s, trunk, i, barrier.wait) for i, s in enumerate((one, two))]
+        forks = [f.result(timeout=120) for f in futures]
+    _check_forks(saver, forks)
+
+
+def _write_fork_in_a_process(url: str, trunk: dict[str, Any], writer: int, barrier: Any, out: str) -> None:
+    with SQLSaver.from_conn_string(url) as saver:
+        saver.get_tuple(trunk)
+        stored = _write_fork(saver, trunk, writer, barrier.wait)
+    Path(out).write_text(json.dumps(stored))
+
+
+def test_two_processes_storing_the_same_new_elements_at_once(saver: SQLSaver, db_url: str, tmp_path: Path) -> None:
+    trunk = put_list(saver, config("t"), _messages(8), "000001.trunk", run_id="run-trunk", step=1)
+    ctx = multiprocessing.get_context("spawn")
+    barrier = ctx.Barrier(2, timeout=60)
+    outs = [str(tmp_path / f"writer-{i}.json") for i in range(2)]
+    procs = [
+        ctx.Process(target=_write_fork_in_a_process, args=(db_url, trunk, i, barrier, out))
+        for i, out in enumerate(outs)
+    ]
+    for p in procs:
+        p.start()
+    try:
+        for p in procs:
+            p.join(120)
+        assert [p.exitcode for p in procs] == [0, 0]
+    finally:
+        for p in procs:
+            if p.is_alive():
+                p.kill()
+    _check_forks(saver, [json.loads(Path(out).read_text()) for out in outs])
