@@ -24,14 +24,17 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
 from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 from langgraph.types import Command
 
-from checkpoint_sql import MissingPartsError, RetentionSweeper, SQLSaver, elements, operations
+from checkpoint_sql import MissingPartsError, RetentionSweeper, SQLSaver, dialects, elements, migrate, operations
 from checkpoint_sql.database import Database
 from checkpoint_sql.ids import key_of
-from tests.cli_helpers import orphans
+from tests.cli_helpers import orphans, run
 from tests.graphs import agent_graph, parent_graph
 from tests.helpers import checkpoint, config
 
@@ -628,3 +631,117 @@ def test_two_processes_storing_the_same_new_elements_at_once(saver: SQLSaver, db
             if p.is_alive():
                 p.kill()
     _check_forks(saver, [json.loads(Path(out).read_text()) for out in outs])
+
+
+# --- the 0004 migration ----------------------------------------------------------------
+
+
+def _alembic(saver: SQLSaver, move: Any, revision: str) -> None:
+    """`command.upgrade` or `command.downgrade` of the saver's tables to `revision`."""
+    target = saver.tables.migrations
+    with saver.db.sync_engine.begin() as conn:
+        cfg = target.config()
+        cfg.attributes.update(connection=conn, target=target)
+        move(cfg, revision)
+
+
+def _schema(saver: SQLSaver) -> tuple[bool, bool]:
+    """Whether the blobs have a ``manifest`` column, and whether the parts table exists."""
+    inspector = sa.inspect(saver.db.sync_engine)
+    columns = {c["name"] for c in inspector.get_columns(saver.tables.blobs.name)}
+    return "manifest" in columns, inspector.has_table(saver.tables.parts.name)
+
+
+def _manifest_count(saver: SQLSaver) -> int:
+    bl = saver.tables.blobs
+    with saver.db.sync_engine.connect() as conn:
+        return int(conn.execute(sa.select(sa.func.count()).where(bl.c.manifest.is_not(None))).scalar_one())
+
+
+def test_rows_written_before_0004_read_back_unchanged_and_new_puts_split(
+    capsys: pytest.CaptureFixture[str], db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with SQLSaver(db_url) as saver:
+        saver.setup()
+        with monkeypatch.context() as m:  # rows as the code before 0004 wrote them: every value whole
+            m.setattr(elements, "SPLIT_TYPE", "nothing is split")
+            b = branchy(saver, "t")
+        old = reads(saver)
+        assert _manifest_count(saver) == 0
+        _alembic(saver, command.downgrade, "0003")
+        assert _schema(saver) == (False, False)
+
+    shown = run(capsys, "migrate", "--show", "--url", db_url, "--json").json
+    assert (shown["current"], [p["revision"] for p in shown["pending"]]) == ("0003", ["0004"])
+    assert run(capsys, "migrate", "--url", db_url, "--json").json == {
+        "before": "0003",
+        "after": "0004",
+        "changed": True,
+    }
+
+    with SQLSaver(db_url) as saver:
+        assert _schema(saver) == (True, True)
+        assert reads(saver) == old
+        grown = [*b.fork_lists[-1], *_messages(2, tag="new")]
+        new = put_list(saver, b.fork[-1], grown, "000099.new", run_id="run-new", step=99)
+        assert messages_of(saver, new) == grown
+        assert _manifest_count(saver) == 1 and set(parts_of(saver, "t")) == digests_of(grown)
+        assert {k: v for k, v in reads(saver).items() if k in old} == old
+        assert_sound(saver)
+        saver.prune(["t"], strategy="keep_latest")  # the old whole rows go, the new split one stays
+        assert messages_of(saver, new) == grown
+        assert_sound(saver)
+
+
+def test_downgrading_0004_keeps_split_lists_whole(db_url: str) -> None:
+    with SQLSaver(db_url) as saver:
+        saver.setup()
+        branchy(saver, "t")
+        before = reads(saver)
+        assert _manifest_count(saver) > 0
+        _alembic(saver, command.downgrade, "0003")
+        assert _schema(saver) == (False, False)
+        saver.setup()
+        assert _manifest_count(saver) == 0
+        assert reads(saver) == before
+
+
+def test_a_downgrade_that_cannot_join_a_list_changes_nothing(db_url: str) -> None:
+    with SQLSaver(db_url) as saver:
+        saver.setup()
+        b = branchy(saver, "t")
+        pa = saver.tables.parts
+        with saver.db.sync_engine.begin() as conn:
+            conn.execute(sa.delete(pa).where(pa.c.digest == min(digests_of(*b.fork_lists) - digests_of(*b.main_lists))))
+        with pytest.raises(MissingPartsError, match="cannot downgrade below 0004"):
+            _alembic(saver, command.downgrade, "0003")
+        assert _schema(saver) == (True, True)
+        with saver.db.sync_engine.connect() as conn:
+            assert migrate.current(conn, saver.tables.migrations) == "0004"
+        assert messages_of(saver, b.main[-1]) == b.main_lists[-1]
+
+
+@pytest.mark.parametrize("done", ["column", "column and table"])
+def test_setup_completes_a_0004_a_killed_process_left_half_done(engine_name: str, db_url: str, done: str) -> None:
+    """MySQL's DDL is not transactional: a process killed inside 0004 leaves what it
+    had done, with the version still at 0003, and the next setup() must pass over it.
+    (On SQLite the revision is one transaction, so no such state exists.)"""
+    if engine_name == "sqlite":
+        pytest.skip("SQLite's DDL is transactional: a killed 0004 leaves nothing behind")
+    with SQLSaver(db_url) as saver:
+        _alembic(saver, command.upgrade, "0003")
+        engine = saver.db.sync_engine
+        payload = dialects.payload().compile(dialect=engine.dialect)
+        with engine.begin() as conn:
+            conn.execute(sa.text(f"ALTER TABLE {saver.tables.blobs.name} ADD COLUMN manifest {payload}"))
+            if done == "column and table":
+                saver.tables.parts.create(conn)
+            assert migrate.current(conn, saver.tables.migrations) == "0003"
+        saver.setup()
+        with engine.connect() as conn:
+            assert migrate.current(conn, saver.tables.migrations) == migrate.head(saver.tables.migrations)
+            context = MigrationContext.configure(conn, opts={"version_table": saver.tables.migrations.version_table})
+            assert compare_metadata(context, saver.tables.metadata) == []
+        b = branchy(saver, "t")
+        assert messages_of(saver, b.main[-1]) == b.main_lists[-1]
+        assert_sound(saver)
