@@ -417,7 +417,11 @@ class SQLSaver(BaseCheckpointSaver[str], DatabaseClient):
 
     def _delete_threads(self, thread_ids: Sequence[Any]) -> Call[None, None]:
         keys = [key_of(thread_id_of(t)) for t in thread_ids]
-        return Call(operations.delete_threads, (self._st, keys), self._forgetting(keys), write=True)
+        # snapshot: a put committing between the delete's statements must be seen by
+        # none of them (PostgreSQL), or wait for the delete (MySQL's locking reads), so
+        # that its checkpoint goes whole or stays whole, never without its blobs.
+        finish = self._forgetting(keys)
+        return Call(operations.delete_threads, (self._st, keys), finish, write=True, snapshot=True)
 
     def delete_for_runs(self, run_ids: Sequence[str]) -> None:
         """Delete the checkpoints whose metadata ``run_id`` is one of `run_ids`, their
@@ -449,7 +453,10 @@ class SQLSaver(BaseCheckpointSaver[str], DatabaseClient):
         target = address_of({"configurable": {"thread_id": target_thread_id}}, operation="copy_thread")
         if source.thread_id == target.thread_id:
             raise InvalidArgumentError(f"copy_thread: source and target are the same thread {source.thread_id!r}")
-        return Call(operations.copy_thread, (self._st, source, target), same, write=True)
+        # snapshot: a put on the source committing between the copy's statements must
+        # reach the copy whole (PostgreSQL: not at all; MySQL: it waits), not as blobs
+        # and parts without their checkpoint.
+        return Call(operations.copy_thread, (self._st, source, target), same, write=True, snapshot=True)
 
     def prune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
         """``"keep_latest"``: keep each namespace's latest checkpoint (and, for delta

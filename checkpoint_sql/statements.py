@@ -163,10 +163,13 @@ class SaverStatements:
         self.thread_has_checkpoints: sa.Select[Any] = (
             sa.select(sa.literal_column("1")).select_from(cp).where(cp.c.thread_key == bindparam("tkey")).limit(1)
         )
+        # In the order a put writes its rows (`put_plan`): where a racing put's rows
+        # are met by locking reads (MySQL), both take their locks in one order, so the
+        # put waits for the delete or the copy instead of deadlocking with it.
         self.delete_thread = [
-            sa.delete(t).where(t.c.thread_key.in_(bindparam("thread_keys", expanding=True))) for t in (cp, bl, pa, wr)
+            sa.delete(t).where(t.c.thread_key.in_(bindparam("thread_keys", expanding=True))) for t in (pa, bl, wr, cp)
         ]
-        self.copy_thread = [_copy_rows(t) for t in (cp, bl, pa, wr)]
+        self.copy_thread = [_copy_rows(t) for t in (pa, bl, wr, cp)]
         self.latest_per_namespace = (
             sa.select(cp.c.ns_key, sa.func.max(cp.c.checkpoint_id).label("checkpoint_id"))
             .where(cp.c.thread_key == bindparam("tkey"))

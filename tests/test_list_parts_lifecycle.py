@@ -633,6 +633,97 @@ def test_two_processes_storing_the_same_new_elements_at_once(saver: SQLSaver, db
     _check_forks(saver, [json.loads(Path(out).read_text()) for out in outs])
 
 
+class _RacingConnection:
+    """A connection that runs `race` once its first `after` statements are done."""
+
+    def __init__(self, conn: Any, after: int, race: Any) -> None:
+        self.conn, self.after, self.race = conn, after, race
+
+    def execute(self, *args: Any, **kwargs: Any) -> Any:
+        result = self.conn.execute(*args, **kwargs)
+        self.after -= 1
+        if self.after == 0:
+            self.race()
+        return result
+
+
+class _Racer:
+    """A put from another saver (another process, as far as the database can tell) of
+    a new conversation whose elements are not stored yet, so that it waits on no row
+    of the operation it races, unless the operation's locks hold it back."""
+
+    fresh = _messages(4, tag="racing")
+
+    def __init__(self, writer: SQLSaver, thread_id: str) -> None:
+        self.writer, self.thread_id = writer, thread_id
+        self.stored: dict[str, Any] | None = None
+        self.thread = threading.Thread(target=self._put)
+
+    def _put(self) -> None:
+        cp = checkpoint({"messages": self.fresh}, {"messages": "000001.racing"})
+        self.stored = self.writer.put(
+            config(self.thread_id), cp, {"run_id": "run-racing"}, {"messages": cp["channel_versions"]["messages"]}
+        )
+
+    def start(self) -> None:
+        self.thread.start()
+        self.thread.join(0.5)  # committed by now, unless the operation's locks hold it until it commits
+
+    def done(self) -> dict[str, Any]:
+        self.thread.join(30)
+        assert self.stored is not None, "the racing put failed"
+        return self.stored
+
+
+def _race(monkeypatch: pytest.MonkeyPatch, operation: str, after: int, racer: _Racer) -> None:
+    """Make `operations.<operation>` start `racer` after its first `after` statements."""
+    real = getattr(operations, operation)
+    monkeypatch.setattr(
+        operations, operation, lambda conn, *args: real(_RacingConnection(conn, after, racer.start), *args)
+    )
+
+
+def test_a_put_committed_while_its_thread_is_deleted_survives_whole_or_goes_whole(
+    engine_name: str, saver: SQLSaver, db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A new conversation started on a thread while `delete_thread` deletes it, its
+    put committing between the delete's statements: the new checkpoint either goes
+    with the thread or stays with every blob and part it needs, never half."""
+    if engine_name == "sqlite":
+        pytest.skip("SQLite has one writer at a time: the put waits for the whole delete")
+    branchy(saver, "t")
+    with SQLSaver.from_conn_string(db_url) as writer:
+        racer = _Racer(writer, "t")
+        _race(monkeypatch, "delete_threads", 1, racer)
+        saver.delete_thread("t")
+        stored = racer.done()
+    left = reads(saver, "t")
+    assert sorted(left) in ([], [key(stored)])
+    if left:
+        assert messages_of(saver, stored) == _Racer.fresh
+    assert set(parts_of(saver, "t")) == (digests_of(_Racer.fresh) if left else set())
+    assert_sound(saver)
+
+
+def test_a_put_committed_on_the_source_while_it_is_copied_is_copied_whole_or_not_at_all(
+    engine_name: str, saver: SQLSaver, db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if engine_name == "sqlite":
+        pytest.skip("SQLite has one writer at a time: the put waits for the whole copy")
+    branchy(saver, "t")
+    before = reads(saver, "t")
+    with SQLSaver.from_conn_string(db_url) as writer:
+        racer = _Racer(writer, "t")
+        _race(monkeypatch, "copy_thread", 3, racer)  # after its two checks and its first copy
+        saver.copy_thread("t", "c")
+        stored = racer.done()
+    assert messages_of(saver, stored) == _Racer.fresh
+    copied = reads(saver, "c")
+    racing = (("c", *key(stored)[1:]),)
+    assert sorted(copied) in (sorted(_renamed(before, "c")), sorted([*_renamed(before, "c"), *racing]))
+    assert_sound(saver)
+
+
 # --- the 0004 migration ----------------------------------------------------------------
 
 
