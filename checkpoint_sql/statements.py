@@ -10,6 +10,7 @@ walking a parent chain) are ordinary Core statements run through `Connection.exe
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -399,6 +400,15 @@ class SaverStatements:
         On PostgreSQL they are chained into one statement (data-modifying CTEs), so a
         put is one round trip and its own transaction; elsewhere they are separate
         statements the caller runs in one transaction. Empty groups are left out.
+
+        Parts come sorted by digest, so that two writers storing some of the same ones
+        take their locks in one order and wait for each other instead of deadlocking.
+        The CTEs of a statement run in no documented order (PostgreSQL runs the main
+        statement, then the CTEs last to first), so with more than one INSERT of parts
+        in a chain a digest's turn would depend on how many parts of the put sort
+        below it, which differs between two writers. Such parts (a put adding more
+        than `ROWS_PER_INSERT`, which is rare) therefore go first, one statement per
+        INSERT in digest order, and the rest is chained.
         """
         groups = [
             (self.parts_insert, parts),
@@ -415,9 +425,14 @@ class SaverStatements:
         ]
         if len(pieces) > 1:  # distinct bind names: a chain, or a MySQL batch, sends them in one query
             pieces = [(insert.renamed(f"p{i}"), rows) for i, (insert, rows) in enumerate(pieces)]
-        if dialects.chains_writes(self.family) and len(pieces) > 1:
-            params = {k: v for insert, rows in pieces for k, v in insert.params(rows).items()}
-            return [(self._chain(pieces), params)]
+        alone = 0 if len(parts) <= ROWS_PER_INSERT else math.ceil(len(parts) / ROWS_PER_INSERT)  # INSERTs of parts
+        if dialects.chains_writes(self.family) and len(pieces) - alone > 1:
+            chained = pieces[alone:]
+            params = {k: v for insert, rows in chained for k, v in insert.params(rows).items()}
+            return [*self._singles(pieces[:alone]), (self._chain(chained), params)]
+        return self._singles(pieces)
+
+    def _singles(self, pieces: Sequence[tuple[RowsInsert, Sequence[Any]]]) -> list[tuple[Prepared, dict[str, Any]]]:
         return [(self._single_insert(insert, len(rows)), insert.params(rows)) for insert, rows in pieces]
 
     def _single_insert(self, insert: RowsInsert, n: int) -> Prepared:

@@ -1,5 +1,6 @@
 """List parts through a thread's whole life: deleted, pruned, retained, swept, copied,
-written by two writers at once, and carried across the 0004 migration.
+written by two writers at once, raced by a put while deleted or copied, and carried
+across the 0004 migration.
 
 A split list (`checkpoint_sql.elements`) is a blob row holding a manifest and the
 parts it reaches, stored once per thread and namespace and shared by every version
@@ -12,6 +13,8 @@ large enough to be split at the production thresholds too.)
 
 from __future__ import annotations
 
+import functools
+import itertools
 import json
 import multiprocessing
 import threading
@@ -548,30 +551,55 @@ def test_pruning_a_copy_leaves_its_source_intact_and_the_copy_grows_on(saver: SQ
 
 # --- two writers at once ---------------------------------------------------------------
 
-ROUNDS = 6
-SHARED = 60
-"""New elements both writers store in each round: more than one INSERT's worth of
-rows (`statements.ROWS_PER_INSERT`), and enough to fill pages."""
+ROUNDS = 12
+SHARED = 110
+"""New elements both writers store in each round: more than two INSERTs' worth of rows
+(`statements.ROWS_PER_INSERT`), and enough to fill pages. (With fewer rounds or
+elements, PostgreSQL's deadlock between such puts, fixed in `put_plan`, showed too
+rarely to be caught.)"""
 
 
+def _element_digest(message: Any) -> bytes:
+    return elements.digest_of(SERDE.dumps_typed([message])[1][1:])  # less the one-byte array header
+
+
+def _own(writer: int, r: int, shared: set[bytes]) -> Any:
+    """Writer 0's element of round `r`, whose digest sorts before every shared one,
+    or writer 1's, which sorts after: their puts then cut their sorted parts into
+    INSERTs of `ROWS_PER_INSERT` at different places, so that a digest's place in the
+    order of a put must not depend on where its INSERT starts."""
+    for k in itertools.count():
+        (candidate,) = _messages(1, start=k, tag=f"own{writer}-{r}")
+        found = _element_digest(candidate)
+        if (found < min(shared)) if writer == 0 else (found > max(shared)):
+            return candidate
+    raise AssertionError("unreachable")
+
+
+@functools.cache
 def _fork_lists(writer: int) -> list[list[Any]]:
     """What writer `writer` puts, round by round, on its fork of the shared trunk:
-    the trunk, every round's shared elements so far, and one element of its own."""
-    lists, shared = [], _messages(8)
+    the trunk's elements, the round's new shared ones, and one of its own."""
+    lists = []
     for r in range(ROUNDS):
-        shared = shared + _messages(SHARED, start=1000 + 100 * r, tag="shared")
-        lists.append([*shared, *_messages(1, start=r, tag=f"own{writer}")])
+        shared = _messages(SHARED, start=1000 * (r + 1), tag="shared")
+        lists.append([*_messages(8), *shared, _own(writer, r, {_element_digest(m) for m in shared})])
     return lists
 
 
-def _write_fork(saver: SQLSaver, trunk: dict[str, Any], writer: int, wait: Any) -> list[dict[str, Any]]:
-    """Put one fork of `trunk`, waiting on `wait` before each put so that both writers
-    send the same new elements at the same moment."""
+def _write_fork(saver: SQLSaver, trunk: dict[str, Any], writer: int, barrier: Any) -> list[dict[str, Any]]:
+    """Put one fork of `trunk`, waiting on `barrier` before each put so that both
+    writers send the same new elements at the same moment (a failed writer breaks the
+    barrier, so that the other one stops waiting)."""
     stored, parent = [], trunk
-    for r, value in enumerate(_fork_lists(writer)):
-        wait()
-        parent = put_list(saver, parent, value, f"{r + 2:06}.w{writer}", run_id=f"run-{writer}", step=r + 2)
-        stored.append(parent)
+    try:
+        for r, value in enumerate(_fork_lists(writer)):
+            barrier.wait()
+            parent = put_list(saver, parent, value, f"{r + 2:06}.w{writer}", run_id=f"run-{writer}", step=r + 2)
+            stored.append(parent)
+    except BaseException:
+        barrier.abort()
+        raise
     return stored
 
 
@@ -599,7 +627,7 @@ def test_two_writers_storing_the_same_new_elements_at_once(saver: SQLSaver, db_u
     ):
         for s in (one, two):
             s.get_tuple(trunk)  # each knows the trunk's parts, as a resumed thread does
-        futures = [pool.submit(_write_fork, s, trunk, i, barrier.wait) for i, s in enumerate((one, two))]
+        futures = [pool.submit(_write_fork, s, trunk, i, barrier) for i, s in enumerate((one, two))]
         forks = [f.result(timeout=120) for f in futures]
     _check_forks(saver, forks)
 
@@ -607,7 +635,7 @@ def test_two_writers_storing_the_same_new_elements_at_once(saver: SQLSaver, db_u
 def _write_fork_in_a_process(url: str, trunk: dict[str, Any], writer: int, barrier: Any, out: str) -> None:
     with SQLSaver.from_conn_string(url) as saver:
         saver.get_tuple(trunk)
-        stored = _write_fork(saver, trunk, writer, barrier.wait)
+        stored = _write_fork(saver, trunk, writer, barrier)
     Path(out).write_text(json.dumps(stored))
 
 
