@@ -169,7 +169,7 @@ def put_list(
 @dataclass
 class Branchy:
     """A thread whose root namespace grows a conversation past a page of digests
-    (`main`), forks from its fifth checkpoint with other messages (`fork`, written
+    (`main`), forks from its third checkpoint with other messages (`fork`, written
     last, so it holds the namespace's latest checkpoint), and has a subgraph namespace
     (`sub`) whose lists share their first messages with `main`."""
 
@@ -187,15 +187,15 @@ class Branchy:
 
 
 def branchy(saver: SQLSaver, thread: str) -> Branchy:
-    main_lists = [_messages(n) for n in range(2, 41, 2)]
-    fork_lists = [_messages(10) + _messages(n, tag="fork") for n in (2, 4, 6, 8)]
+    main_lists = [_messages(n) for n in range(4, 41, 4)]
+    fork_lists = [_messages(12) + _messages(n, tag="fork") for n in (2, 4, 6)]
     sub_lists = [_messages(3) + _messages(n, tag="sub") for n in (1, 2, 3)]
     main, parent = [], config(thread)
     for step, value in enumerate(main_lists, start=1):
         parent = put_list(saver, parent, value, f"{step:06}.main", run_id="run-main", step=step)
         main.append(parent)
-    fork, parent = [], main[4]  # main[4] holds _messages(10)
-    for step, value in enumerate(fork_lists, start=6):
+    fork, parent = [], main[2]  # main[2] holds _messages(12)
+    for step, value in enumerate(fork_lists, start=4):
         parent = put_list(saver, parent, value, f"{step:06}.fork", run_id="run-fork", step=step)
         fork.append(parent)
     sub, parent = [], config(thread, ns=SUB)
@@ -269,6 +269,15 @@ def test_delete_for_runs_takes_the_parts_only_the_deleted_run_reached(saver: SQL
     saver.delete_for_runs(["run-sub", "run-main"])
     assert parts_of(saver, "t") == {}
     assert_sound(saver)
+
+
+async def test_adelete_for_runs_takes_the_parts_only_the_deleted_run_reached(asaver: SQLSaver) -> None:
+    b = branchy(asaver, "t")
+    before = reads(asaver)
+    await asaver.adelete_for_runs(["run-fork", "run-sub"])
+    assert set(parts_of(asaver, "t")) == digests_of(*b.main_lists)
+    assert_sound(asaver)
+    assert_survivors_read_back(before, reads(asaver), [key(c) for c in b.main])
 
 
 def test_deleting_the_trunk_run_keeps_the_elements_a_fork_inherited(saver: SQLSaver) -> None:
@@ -372,6 +381,15 @@ def test_one_sweep_of_the_retention_sweeper_leaves_no_orphan_part(saver: SQLSave
     survivors = [k for b in threads for k in _newest(b.main + b.fork, 2) + _newest(b.sub, 2)]
     assert report.checkpoints_deleted == len(before) - len(survivors)
     assert_survivors_read_back(before, reads(saver), survivors)
+
+
+async def test_one_async_sweep_leaves_no_orphan_part(asaver: SQLSaver) -> None:
+    b = branchy(asaver, "t")
+    before = reads(asaver)
+    report = await RetentionSweeper(asaver, every=3600, keep_last=3).asweep()
+    assert report is not None
+    assert_sound(asaver)
+    assert_survivors_read_back(before, reads(asaver), _newest(b.main + b.fork, 3) + _newest(b.sub, 3))
 
 
 # --- real graphs -----------------------------------------------------------------------
