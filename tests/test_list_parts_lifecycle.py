@@ -37,6 +37,7 @@ from langgraph.types import Command
 from checkpoint_sql import MissingPartsError, RetentionSweeper, SQLSaver, dialects, elements, migrate, operations
 from checkpoint_sql.database import Database
 from checkpoint_sql.ids import key_of
+from checkpoint_sql.statements import SaverStatements
 from tests.cli_helpers import orphans, run
 from tests.graphs import agent_graph, parent_graph
 from tests.helpers import checkpoint, config
@@ -180,10 +181,6 @@ class Branchy:
     main_lists: list[list[Any]]
     fork_lists: list[list[Any]]
     sub_lists: list[list[Any]]
-
-    @property
-    def all(self) -> list[dict[str, Any]]:
-        return self.main + self.fork + self.sub
 
 
 def branchy(saver: SQLSaver, thread: str) -> Branchy:
@@ -514,7 +511,8 @@ def test_a_saver_stores_again_what_another_process_pruned_once_it_reads_the_thre
     b = branchy(saver, "t")
     other = Database(db_url)  # what `checkpoint-sql prune` in another process runs
     try:
-        other.run(operations.prune_keep_latest, saver._st, key_of("t"), write=True, snapshot=True)
+        st = SaverStatements(saver.tables, other.family)
+        other.run(operations.prune_keep_latest, st, key_of("t"), write=True, snapshot=True)
     finally:
         other.close()
     latest = saver.get_tuple(config("t"))  # as LangGraph does before each run
