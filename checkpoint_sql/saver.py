@@ -9,6 +9,8 @@ the async engine (`calls.py`). The operations themselves live in `operations.py`
 from __future__ import annotations
 
 import random
+import threading
+import weakref
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
@@ -49,6 +51,25 @@ LIST_PAGE = 100
 
 PRUNE_STRATEGIES = ("keep_latest", "delete", "delete_all")
 """``delete_all`` is ``delete`` by the name the LangGraph Agent Server's fallback sends."""
+
+_PART_CACHES: weakref.WeakSet[elements.PartCache] = weakref.WeakSet()
+"""The part cache of every saver alive in this process (see `SQLSaver._forgetting`)."""
+_PART_CACHES_LOCK = threading.Lock()
+
+
+def _forget_parts(thread_keys: Sequence[bytes] | None) -> None:
+    """Drop these threads' entries (None: all) from every saver's part cache.
+
+    Every saver's, not only the deleting one's: another saver of the process (a
+    sweeper's, a request handler's) may know the deleted parts, and would skip them in
+    its next put, leaving a checkpoint whose elements are gone. Savers on other
+    databases lose entries for nothing, which costs them re-sending a list once.
+    """
+    with _PART_CACHES_LOCK:
+        caches = list(_PART_CACHES)
+    for cache in caches:
+        cache.forget_threads(thread_keys)
+
 
 # Aliases, because inside SQLSaver the name `list` is the method.
 Tuples = list[CheckpointTuple]
@@ -99,6 +120,8 @@ class SQLSaver(BaseCheckpointSaver[str], DatabaseClient):
         self.tables: SaverTables = saver_tables(table_prefix, schema)
         self._st = SaverStatements(self.tables, self.db.family)
         self._parts = elements.PartCache()
+        with _PART_CACHES_LOCK:
+            _PART_CACHES.add(self._parts)
 
     @classmethod
     def from_conn_string(cls, url: str | URL | None = None, **kwargs: Any) -> SQLSaver:
@@ -395,7 +418,11 @@ class SQLSaver(BaseCheckpointSaver[str], DatabaseClient):
 
     def _delete_threads(self, thread_ids: Sequence[Any]) -> Call[None, None]:
         keys = [key_of(thread_id_of(t)) for t in thread_ids]
-        return Call(operations.delete_threads, (self._st, keys), self._forgetting(keys), write=True)
+        # snapshot: a put committing between the delete's statements must be seen by
+        # none of them (PostgreSQL), or wait for the delete (MySQL's locking reads), so
+        # that its checkpoint goes whole or stays whole, never without its blobs.
+        finish = self._forgetting(keys)
+        return Call(operations.delete_threads, (self._st, keys), finish, write=True, snapshot=True)
 
     def delete_for_runs(self, run_ids: Sequence[str]) -> None:
         """Delete the checkpoints whose metadata ``run_id`` is one of `run_ids`, their
@@ -427,7 +454,10 @@ class SQLSaver(BaseCheckpointSaver[str], DatabaseClient):
         target = address_of({"configurable": {"thread_id": target_thread_id}}, operation="copy_thread")
         if source.thread_id == target.thread_id:
             raise InvalidArgumentError(f"copy_thread: source and target are the same thread {source.thread_id!r}")
-        return Call(operations.copy_thread, (self._st, source, target), same, write=True)
+        # snapshot: a put on the source committing between the copy's statements must
+        # reach the copy whole (PostgreSQL: not at all; MySQL: it waits), not as blobs
+        # and parts without their checkpoint.
+        return Call(operations.copy_thread, (self._st, source, target), same, write=True, snapshot=True)
 
     def prune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
         """``"keep_latest"``: keep each namespace's latest checkpoint (and, for delta
@@ -453,11 +483,11 @@ class SQLSaver(BaseCheckpointSaver[str], DatabaseClient):
         return [Call(operations.prune_keep_latest, (self._st, k), finish, write=True, snapshot=True) for k in keys]
 
     def _forgetting(self, thread_keys: Sequence[bytes] | None) -> Callable[[None], None]:
-        """Drop these threads' entries (None: all) from the part cache, now and once
-        the deleting call is over, since parts it deletes must not be skipped by a
-        later put."""
-        self._parts.forget_threads(thread_keys)
-        return lambda _: self._parts.forget_threads(thread_keys)
+        """Drop these threads' entries (None: all) from the part caches of the process
+        (`_forget_parts`), now and once the deleting call is over, since parts it
+        deletes must not be skipped by a later put."""
+        _forget_parts(thread_keys)
+        return lambda _: _forget_parts(thread_keys)
 
     # --- delta channels ------------------------------------------------------------------
 

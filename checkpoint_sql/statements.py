@@ -10,6 +10,7 @@ walking a parent chain) are ordinary Core statements run through `Connection.exe
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -163,10 +164,13 @@ class SaverStatements:
         self.thread_has_checkpoints: sa.Select[Any] = (
             sa.select(sa.literal_column("1")).select_from(cp).where(cp.c.thread_key == bindparam("tkey")).limit(1)
         )
+        # In the order a put writes its rows (`put_plan`): where a racing put's rows
+        # are met by locking reads (MySQL), both take their locks in one order, so the
+        # put waits for the delete or the copy instead of deadlocking with it.
         self.delete_thread = [
-            sa.delete(t).where(t.c.thread_key.in_(bindparam("thread_keys", expanding=True))) for t in (cp, bl, pa, wr)
+            sa.delete(t).where(t.c.thread_key.in_(bindparam("thread_keys", expanding=True))) for t in (pa, bl, wr, cp)
         ]
-        self.copy_thread = [_copy_rows(t) for t in (cp, bl, pa, wr)]
+        self.copy_thread = [_copy_rows(t) for t in (pa, bl, wr, cp)]
         self.latest_per_namespace = (
             sa.select(cp.c.ns_key, sa.func.max(cp.c.checkpoint_id).label("checkpoint_id"))
             .where(cp.c.thread_key == bindparam("tkey"))
@@ -396,6 +400,15 @@ class SaverStatements:
         On PostgreSQL they are chained into one statement (data-modifying CTEs), so a
         put is one round trip and its own transaction; elsewhere they are separate
         statements the caller runs in one transaction. Empty groups are left out.
+
+        Parts come sorted by digest, so that two writers storing some of the same ones
+        take their locks in one order and wait for each other instead of deadlocking.
+        The CTEs of a statement run in no documented order (PostgreSQL runs the main
+        statement, then the CTEs last to first), so with more than one INSERT of parts
+        in a chain a digest's turn would depend on how many parts of the put sort
+        below it, which differs between two writers. Such parts (a put adding more
+        than `ROWS_PER_INSERT`, which is rare) therefore go first, one statement per
+        INSERT in digest order, and the rest is chained.
         """
         groups = [
             (self.parts_insert, parts),
@@ -412,9 +425,14 @@ class SaverStatements:
         ]
         if len(pieces) > 1:  # distinct bind names: a chain, or a MySQL batch, sends them in one query
             pieces = [(insert.renamed(f"p{i}"), rows) for i, (insert, rows) in enumerate(pieces)]
-        if dialects.chains_writes(self.family) and len(pieces) > 1:
-            params = {k: v for insert, rows in pieces for k, v in insert.params(rows).items()}
-            return [(self._chain(pieces), params)]
+        alone = 0 if len(parts) <= ROWS_PER_INSERT else math.ceil(len(parts) / ROWS_PER_INSERT)  # INSERTs of parts
+        if dialects.chains_writes(self.family) and len(pieces) - alone > 1:
+            chained = pieces[alone:]
+            params = {k: v for insert, rows in chained for k, v in insert.params(rows).items()}
+            return [*self._singles(pieces[:alone]), (self._chain(chained), params)]
+        return self._singles(pieces)
+
+    def _singles(self, pieces: Sequence[tuple[RowsInsert, Sequence[Any]]]) -> list[tuple[Prepared, dict[str, Any]]]:
         return [(self._single_insert(insert, len(rows)), insert.params(rows)) for insert, rows in pieces]
 
     def _single_insert(self, insert: RowsInsert, n: int) -> Prepared:
