@@ -362,6 +362,8 @@ class Loaded:
     """The parts fetched for the split blobs (`operations.join_values`)."""
     values: dict[BlobKey, bytes] = field(default_factory=dict)
     """The split blobs' values, joined (`operations.join_values`)."""
+    reached: dict[elements.Namespace, elements.Reached] = field(default_factory=dict)
+    """What the split blobs' manifests reach, per namespace (`operations.join_values`)."""
 
 
 def split_union(rows: Iterable[Sequence[Any]]) -> Loaded:

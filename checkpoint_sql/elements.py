@@ -209,15 +209,42 @@ class PartCache:
                 return dict(parts)
             return {d: data for d, data in parts.items() if d not in known.by_digest}
 
-    def latest_value(self, namespace: Namespace, channel: str, manifest: bytes) -> bytes | None:
-        """The joined bytes of `manifest`, if it is the last version this saver stored
-        in `channel` (a manifest names its value's bytes exactly)."""
+    def latest(self, namespace: Namespace, channel: str, manifest: bytes) -> Split | None:
+        """The last version this saver stored in `channel`, if `manifest` is its
+        manifest (a manifest names its value's bytes exactly)."""
         with self._lock:
             known = self._namespaces.get(namespace)
             split = None if known is None else known.latest.get(channel)
-        if split is None or split.manifest != manifest:
-            return None
-        return split.header + split.body
+        return split if split is not None and split.manifest == manifest else None
+
+    def validate(self, namespace: Namespace, read: Reached | None) -> None:
+        """Keep of `namespace` only what a read of its checkpoint just found stored.
+
+        The next put of a resumed thread derives from that checkpoint, so it relies on
+        no part the read did not see: whatever another process deleted since this
+        cache learnt it is forgotten here. `read` None: the namespace has no
+        checkpoint any more.
+        """
+        with self._lock:
+            old = self._namespaces.pop(namespace, None)
+            if old is not None:
+                self._bytes -= old.size
+            if read is None or (old is None and not read.fetched):
+                return
+            kept = _Known()
+            previous = old.by_digest if old is not None else {}
+            for d in read.digests:
+                data = read.fetched.get(d) or previous.get(d)
+                if data is not None:
+                    kept.by_digest[d] = data
+                    kept.by_bytes[data] = d
+                    kept.size += len(data)
+            if old is not None:
+                for channel in read.latest & old.latest.keys():
+                    kept.latest[channel] = old.latest[channel]
+                    kept.size += len(old.latest[channel].body)
+            self._namespaces[namespace] = kept
+            self._bytes += kept.size
 
     def recall(self, namespace: Namespace, digests: Iterable[bytes], into: dict[bytes, bytes]) -> None:
         """Copy into `into` the parts of `digests` this cache holds."""
@@ -260,6 +287,18 @@ class PartCache:
         with self._lock:
             for namespace in [n for n in self._namespaces if thread_keys is None or n[0] in thread_keys]:
                 self._bytes -= self._namespaces.pop(namespace).size
+
+
+@dataclass(slots=True)
+class Reached:
+    """What a read of one namespace found its lists reach (`PartCache.validate`)."""
+
+    digests: set[bytes] = field(default_factory=set)
+    """Every part the manifests read reach."""
+    fetched: dict[bytes, bytes] = field(default_factory=dict)
+    """The parts fetched from the database, by digest."""
+    latest: set[str] = field(default_factory=set)
+    """Channels whose value read is the last one this saver stored."""
 
 
 @dataclass(frozen=True, slots=True)

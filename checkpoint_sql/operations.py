@@ -69,11 +69,12 @@ def join_values(
     link: Link, st: SaverStatements, blobs: Iterable[Row], loaded: Loaded, cache: PartCache | None = None
 ) -> bool:
     """Join the bytes of every split blob of `blobs` into ``loaded.values``, fetching
-    into ``loaded.parts`` the parts `cache` does not hold; False if one is not stored.
+    into ``loaded.parts`` the parts `cache` does not hold, and note in
+    ``loaded.reached`` what the manifests reach; False if a part is not stored.
 
     The version a saver stored last in a channel is joined already in its cache
-    (`PartCache.latest_value`): reading back what it just wrote, the usual start of
-    an agent's next turn, costs no part lookup at all.
+    (`PartCache.latest`): reading back what it just wrote, the usual start of an
+    agent's next turn, costs no part lookup at all.
     """
     pending: dict[elements.Namespace, list[Row]] = {}
     for blob in blobs:
@@ -81,17 +82,23 @@ def join_values(
         if manifest is None:
             continue
         namespace = (blob["thread_key"], blob["ns_key"])
-        joined = None if cache is None else cache.latest_value(namespace, blob["channel"], bytes(manifest))
-        if joined is None:
+        reached = loaded.reached.setdefault(namespace, elements.Reached())
+        split = None if cache is None else cache.latest(namespace, blob["channel"], bytes(manifest))
+        if split is None:
             pending.setdefault(namespace, []).append(blob)
         else:
-            loaded.values[codec.blob_key(blob)] = joined
+            loaded.values[codec.blob_key(blob)] = split.header + split.body
+            reached.digests.update(split.digests, split.pages)
+            reached.latest.add(blob["channel"])
     if not fetch_parts(link, st, [b for rows in pending.values() for b in rows], loaded.parts, cache):
         return False
     for namespace, rows in pending.items():
-        have = loaded.parts[namespace]
+        have, reached = loaded.parts[namespace], loaded.reached[namespace]
         for blob in rows:
-            loaded.values[codec.blob_key(blob)] = elements.join(bytes(blob["blob"]), bytes(blob["manifest"]), have)
+            manifest = bytes(blob["manifest"])
+            order = elements.elements_of(manifest, have)
+            loaded.values[codec.blob_key(blob)] = b"".join((bytes(blob["blob"]), *(have[d] for d in order)))
+            reached.digests.update(order, elements.pages_of(manifest))
     return True
 
 

@@ -161,13 +161,18 @@ class SQLSaver(BaseCheckpointSaver[str], DatabaseClient):
             statement = self._st.read_latest
         else:
             statement, params["checkpoint_id"] = self._st.read_exact, address.checkpoint_id
-        return Call(operations.read, (self._st, statement, params, self._parts), self._first, single=True, raw=True)
+        assert address.ns_key is not None, "get_tuple always names its namespace"
+        namespace = (address.thread_key, address.ns_key)
 
-    def _first(self, loaded: codec.Loaded) -> CheckpointTuple | None:
-        for namespace, parts in loaded.parts.items():  # what a resumed thread's next put will not store again
-            self._parts.learn(namespace, parts)
-        tuples = codec.checkpoint_tuples(self.serde, loaded)
-        return tuples[0] if tuples else None
+        def first(loaded: codec.Loaded) -> CheckpointTuple | None:
+            # The thread's next put derives from what this read found: the part cache
+            # keeps exactly that (see `PartCache.validate`).
+            found = loaded.reached.get(namespace, elements.Reached()) if loaded.checkpoints else None
+            self._parts.validate(namespace, found)
+            tuples = codec.checkpoint_tuples(self.serde, loaded)
+            return tuples[0] if tuples else None
+
+        return Call(operations.read, (self._st, statement, params, self._parts), first, single=True, raw=True)
 
     def list(
         self,

@@ -499,12 +499,6 @@ def test_a_saver_stores_again_what_another_saver_of_the_process_deleted(
     assert_sound(saver)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=MissingPartsError,
-    reason="a saver's part cache outlives a deletion by another process: its next put skips the deleted parts "
-    "(left to the hot path: `_first` could replace the namespace's entries with what get_tuple read)",
-)
 def test_a_saver_stores_again_what_another_process_pruned_once_it_reads_the_thread(
     saver: SQLSaver, db_url: str
 ) -> None:
