@@ -36,8 +36,14 @@ import msgpack
 
 SPLIT_TYPE = "msgpack"
 """The serde type whose arrays are cut (LangGraph's `JsonPlusSerializer`)."""
-SPLIT_MIN_BYTES = 1024
-"""Smaller values stay whole: a few rows cost more than the bytes they would share."""
+SPLIT_MIN_BYTES = 16 * 1024
+"""Smaller values stay whole. Each part costs a row, a key in the index and a few
+more pages for the commit to write, so a put that stores a list cut into parts
+costs more than one storing it whole until most of its elements are shared with
+the previous version, which is what long lists buy: on SQLite, a first put of an 8
+kB list of 24 messages took 1.0 ms cut against 0.6 ms whole. Below this size a
+list is stored whole at every version, so storage grows with at most this many
+bytes per checkpoint."""
 MIN_ELEMENT_BYTES = 48
 """Arrays of smaller elements on average (a list of ints, say) stay whole: a part's
 key would outweigh its bytes."""

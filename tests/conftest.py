@@ -47,7 +47,7 @@ def splitting_every_list() -> Iterator[None]:
 def every_list_split(request: pytest.FixtureRequest) -> Iterator[None]:
     """Store every non-empty msgpack list cut into parts, however small.
 
-    In production only lists of 1 kB or more are cut (`elements.SPLIT_MIN_BYTES`), and
+    In production only lists of 16 kB or more are cut (`elements.SPLIT_MIN_BYTES`), and
     most values in these tests are smaller: without this, conformance, the graphs and
     the command would run through the whole-blob form only. Values of other types
     still take the whole-blob form. Tests marked ``list_thresholds`` keep the

@@ -126,11 +126,12 @@ def test_cutting_after_the_previous_version_gives_the_same_cut(grown: list[Any],
 @pytest.mark.list_thresholds
 def test_only_msgpack_lists_large_enough_are_split() -> None:
     assert elements.split(*SERDE.dumps_typed(_messages(1))) is None  # under SPLIT_MIN_BYTES
-    assert elements.split(*SERDE.dumps_typed(_messages(8))) is not None
-    assert elements.split(*SERDE.dumps_typed(list(range(2000)))) is None  # elements too small to key
-    assert elements.split(*SERDE.dumps_typed({"m": _messages(8)})) is None  # a map, not a list
-    assert elements.split("msgpack+aes", SERDE.dumps_typed(_messages(8))[1]) is None
-    assert elements.split("msgpack", b"\x91" + b"\xc1" * 2000) is None  # not msgpack: stays whole
+    assert elements.split(*SERDE.dumps_typed(_messages(30))) is None  # 12 kB: under SPLIT_MIN_BYTES
+    assert elements.split(*SERDE.dumps_typed(_messages(50))) is not None  # 20 kB
+    assert elements.split(*SERDE.dumps_typed(list(range(20_000)))) is None  # elements too small to key
+    assert elements.split(*SERDE.dumps_typed({"m": _messages(50)})) is None  # a map, not a list
+    assert elements.split("msgpack+aes", SERDE.dumps_typed(_messages(50))[1]) is None
+    assert elements.split("msgpack", b"\x91" + b"\xc1" * 20_000) is None  # not msgpack: stays whole
 
 
 # --- through the saver, on every engine -----------------------------------------------
@@ -216,7 +217,7 @@ def test_encrypted_lists_stay_whole(db_url: str) -> None:
 
 @pytest.mark.list_thresholds
 def test_small_lists_and_other_values_keep_the_whole_blob_form(saver: SQLSaver) -> None:
-    values = {"short": ["a", "b"], "numbers": list(range(1000)), "doc": {"text": "x" * 5000}, "big": _messages(10)}
+    values = {"short": _messages(30), "numbers": list(range(5000)), "doc": {"text": "x" * 20_000}, "big": _messages(50)}
     cp = checkpoint(values)
     stored = saver.put(config("t"), cp, {}, {k: 1 for k in values})
     found = saver.get_tuple(stored)

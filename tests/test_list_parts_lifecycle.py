@@ -7,8 +7,7 @@ parts it reaches, stored once per thread and namespace and shared by every versi
 that holds them. Whatever removes checkpoints must remove exactly the parts no
 remaining manifest reaches: none left behind (`orphans`), none a survivor needs
 taken away (`missing`), and every surviving checkpoint reads back as it did. (Every
-non-empty msgpack list is split in these tests, see conftest; the messages here are
-large enough to be split at the production thresholds too.)
+non-empty msgpack list is split in these tests, see conftest.)
 """
 
 from __future__ import annotations
