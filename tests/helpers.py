@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import sqlalchemy as sa
-from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage
 from langgraph.checkpoint.base import BaseCheckpointSaver, Checkpoint, empty_checkpoint
 from langgraph.checkpoint.base.id import uuid6
 
@@ -39,15 +39,6 @@ def put_chain(
         parent = saver.put(parent, cp, {"source": "loop", "step": step, **(metadata or {})}, {"step": step + 1})
         stored.append(parent)
     return stored
-
-
-def messages(n: int, start: int = 0) -> list[BaseMessage]:
-    """`n` distinct messages of a few hundred bytes each, as a conversation holds."""
-    kinds = (HumanMessage, AIMessage)
-    return [
-        kinds[i % 2](content=f"message {i}: " + " ".join(f"w{(i * 7 + j) % 97}" for j in range(60)), id=f"m{i}")
-        for i in range(start, start + n)
-    ]
 
 
 LONG = 2 * elements.PAGE + 8
@@ -90,3 +81,19 @@ def count(saver: SQLSaver, table: str) -> int:
     t = getattr(saver.tables, table)
     with saver.db.sync_engine.connect() as conn:
         return int(conn.execute(sa.select(sa.func.count()).select_from(t)).scalar_one())
+
+
+def messages(n: int, start: int = 0, tag: str = "m", words: int = 50) -> list[BaseMessage]:
+    """`n` distinct messages of a few hundred bytes (human, AI, tool in turn), as a
+    conversation holds; `tag` tells branches apart."""
+    out: list[BaseMessage] = []
+    for i in range(start, start + n):
+        text = f"{tag} message {i}: " + " ".join(f"w{(i * 7 + j) % 97}" for j in range(words))
+        kind = i % 3
+        if kind == 0:
+            out.append(HumanMessage(content=text, id=f"{tag}-h{i}"))
+        elif kind == 1:
+            out.append(AIMessage(content=text, id=f"{tag}-a{i}"))
+        else:
+            out.append(ToolMessage(content=text, tool_call_id=f"{tag}-c{i}", id=f"{tag}-t{i}"))
+    return out

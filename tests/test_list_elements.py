@@ -16,31 +16,16 @@ import pytest
 import sqlalchemy as sa
 from hypothesis import given
 from hypothesis import strategies as st
-from langchain_core.messages import AIMessage, HumanMessage, RemoveMessage, ToolMessage
+from langchain_core.messages import HumanMessage, RemoveMessage
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.checkpoint.serde.encrypted import EncryptedSerializer
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 
 from checkpoint_sql import MissingPartsError, SQLSaver, elements
 from tests.graphs import agent_graph
-from tests.helpers import checkpoint, config, count
+from tests.helpers import checkpoint, config, count, messages
 
 SERDE = JsonPlusSerializer()
-
-
-def _messages(n: int, start: int = 0) -> list[Any]:
-    """`n` distinct messages of a few hundred bytes each, as a conversation holds."""
-    out: list[Any] = []
-    for i in range(start, start + n):
-        text = f"message {i}: " + " ".join(f"w{(i * 7 + j) % 97}" for j in range(60))
-        kind = i % 3
-        if kind == 0:
-            out.append(HumanMessage(content=text, id=f"h{i}"))
-        elif kind == 1:
-            out.append(AIMessage(content=text, id=f"a{i}"))
-        else:
-            out.append(ToolMessage(content=text, tool_call_id=f"c{i}", id=f"t{i}"))
-    return out
 
 
 def _manifests(saver: SQLSaver, channel: str) -> list[bytes | None]:
@@ -83,7 +68,7 @@ def test_a_split_list_joins_back_to_the_very_bytes_the_serializer_wrote(value: l
 
 
 def test_a_long_list_lists_full_pages_and_a_short_tail() -> None:
-    type_, data = SERDE.dumps_typed(_messages(2 * elements.PAGE + 5))
+    type_, data = SERDE.dumps_typed(messages(2 * elements.PAGE + 5))
     split = elements.split(type_, data)
     assert split is not None
     assert len(elements.pages_of(split.manifest)) == 2
@@ -92,7 +77,7 @@ def test_a_long_list_lists_full_pages_and_a_short_tail() -> None:
 
 
 def test_appending_keeps_the_pages_and_elements_of_the_shorter_list() -> None:
-    short, long = _messages(40), _messages(41)
+    short, long = messages(40), messages(41)
     a = elements.split(*SERDE.dumps_typed(short))
     b = elements.split(*SERDE.dumps_typed(long))
     assert a is not None and b is not None
@@ -102,13 +87,13 @@ def test_appending_keeps_the_pages_and_elements_of_the_shorter_list() -> None:
 
 @pytest.mark.parametrize(
     ("grown", "extends"),
-    [(_messages(70), True), (_messages(69), True), (_messages(65)[1:], False), (_messages(10), False)],
+    [(messages(70), True), (messages(69), True), (messages(65)[1:], False), (messages(10), False)],
 )
 def test_cutting_after_the_previous_version_gives_the_same_cut(grown: list[Any], extends: bool) -> None:
     """A list that starts with the previous version's elements is cut from where that
     one ended, and its parts are the new ones only; any other list is cut from the
     start. Either way the cut is the list's own."""
-    previous = elements.split(*SERDE.dumps_typed(_messages(66)))
+    previous = elements.split(*SERDE.dumps_typed(messages(66)))
     alone = elements.split(*SERDE.dumps_typed(grown))
     after = elements.split(*SERDE.dumps_typed(grown), previous=previous)
     assert previous is not None and alone is not None and after is not None
@@ -125,12 +110,12 @@ def test_cutting_after_the_previous_version_gives_the_same_cut(grown: list[Any],
 
 @pytest.mark.list_thresholds
 def test_only_msgpack_lists_large_enough_are_split() -> None:
-    assert elements.split(*SERDE.dumps_typed(_messages(1))) is None  # under SPLIT_MIN_BYTES
-    assert elements.split(*SERDE.dumps_typed(_messages(30))) is None  # 12 kB: under SPLIT_MIN_BYTES
-    assert elements.split(*SERDE.dumps_typed(_messages(50))) is not None  # 20 kB
+    assert elements.split(*SERDE.dumps_typed(messages(1))) is None  # under SPLIT_MIN_BYTES
+    assert elements.split(*SERDE.dumps_typed(messages(30))) is None  # 10 kB: under SPLIT_MIN_BYTES
+    assert elements.split(*SERDE.dumps_typed(messages(60))) is not None  # 21 kB
     assert elements.split(*SERDE.dumps_typed(list(range(20_000)))) is None  # elements too small to key
-    assert elements.split(*SERDE.dumps_typed({"m": _messages(50)})) is None  # a map, not a list
-    assert elements.split("msgpack+aes", SERDE.dumps_typed(_messages(50))[1]) is None
+    assert elements.split(*SERDE.dumps_typed({"m": messages(60)})) is None  # a map, not a list
+    assert elements.split("msgpack+aes", SERDE.dumps_typed(messages(60))[1]) is None
     assert elements.split("msgpack", b"\x91" + b"\xc1" * 20_000) is None  # not msgpack: stays whole
 
 
@@ -138,7 +123,7 @@ def test_only_msgpack_lists_large_enough_are_split() -> None:
 
 
 def test_each_message_of_a_growing_list_is_stored_once(saver: SQLSaver) -> None:
-    lists = [_messages(n) for n in range(1, 41)]
+    lists = [messages(n) for n in range(1, 41)]
     stored = _put_versions(saver, "t", lists)
     assert count(saver, "parts") == 40 + 1  # every message once, and one full page of digests
     assert all(m is not None for m in _manifests(saver, "messages"))
@@ -148,10 +133,10 @@ def test_each_message_of_a_growing_list_is_stored_once(saver: SQLSaver) -> None:
 
 
 def test_a_message_removed_from_the_middle_of_a_long_list_reads_back(saver: SQLSaver) -> None:
-    full = _messages(3 * elements.PAGE + 3)
+    full = messages(3 * elements.PAGE + 3)
     cut = full[:10] + full[11:]
-    stored = _put_versions(saver, "t", [full, cut, [*cut, *_messages(1, start=500)]])
-    assert [_read(saver, c) for c in stored] == [full, cut, [*cut, *_messages(1, start=500)]]
+    stored = _put_versions(saver, "t", [full, cut, [*cut, *messages(1, start=500)]])
+    assert [_read(saver, c) for c in stored] == [full, cut, [*cut, *messages(1, start=500)]]
 
 
 def test_a_real_agent_conversation_reads_back_as_on_the_in_memory_saver(saver: SQLSaver) -> None:
@@ -170,7 +155,7 @@ def test_a_real_agent_conversation_reads_back_as_on_the_in_memory_saver(saver: S
 
 async def test_the_async_api_reads_and_writes_the_same_parts(asaver: SQLSaver) -> None:
     parent = config("t")
-    lists = [_messages(n) for n in (3, 5, 9)]
+    lists = [messages(n) for n in (3, 5, 9)]
     for version, value in enumerate(lists, start=1):
         cp = checkpoint({"messages": value}, {"messages": version})
         parent = await asaver.aput(parent, cp, {}, {"messages": version})
@@ -180,27 +165,27 @@ async def test_the_async_api_reads_and_writes_the_same_parts(asaver: SQLSaver) -
 
 
 def test_a_saver_without_memory_of_the_thread_stores_no_part_twice(saver: SQLSaver, db_url: str) -> None:
-    first = _put_versions(saver, "t", [_messages(5)])
+    first = _put_versions(saver, "t", [messages(5)])
     with SQLSaver.from_conn_string(db_url) as other:  # another process resuming the thread
-        cp = checkpoint({"messages": _messages(8)}, {"messages": 2})
+        cp = checkpoint({"messages": messages(8)}, {"messages": 2})
         stored = other.put(first[-1], cp, {}, {"messages": 2})
-        assert _read(other, stored) == _messages(8)
+        assert _read(other, stored) == messages(8)
     assert count(saver, "parts") == 8
 
 
 def test_parts_deleted_with_a_thread_are_stored_again_by_the_same_saver(saver: SQLSaver) -> None:
-    _put_versions(saver, "t", [_messages(6)])
+    _put_versions(saver, "t", [messages(6)])
     saver.delete_thread("t")
     assert count(saver, "parts") == 0
-    stored = _put_versions(saver, "t", [_messages(6)])  # the same bytes: the saver must not skip them
-    assert _read(saver, stored[-1]) == _messages(6)
+    stored = _put_versions(saver, "t", [messages(6)])  # the same bytes: the saver must not skip them
+    assert _read(saver, stored[-1]) == messages(6)
 
 
 def test_a_checkpoint_whose_parts_were_deleted_behind_the_savers_back_is_an_error(saver: SQLSaver, db_url: str) -> None:
-    stored = _put_versions(saver, "t", [_messages(4)])
+    stored = _put_versions(saver, "t", [messages(4)])
     with saver.db.sync_engine.begin() as conn:
         conn.execute(sa.delete(saver.tables.parts))
-    assert _read(saver, stored[-1]) == _messages(4)  # parts are immutable: the writer's cache still holds them
+    assert _read(saver, stored[-1]) == messages(4)  # parts are immutable: the writer's cache still holds them
     with SQLSaver.from_conn_string(db_url) as other, pytest.raises(MissingPartsError, match="missing"):
         other.get_tuple(stored[-1])
 
@@ -209,15 +194,15 @@ def test_encrypted_lists_stay_whole(db_url: str) -> None:
     serde = EncryptedSerializer.from_pycryptodome_aes(key=b"k" * 16)
     with SQLSaver.from_conn_string(db_url, serde=serde) as saver:
         saver.setup()
-        stored = _put_versions(saver, "t", [_messages(6)])
-        assert _read(saver, stored[-1]) == _messages(6)
+        stored = _put_versions(saver, "t", [messages(6)])
+        assert _read(saver, stored[-1]) == messages(6)
         assert _manifests(saver, "messages") == [None]
         assert count(saver, "parts") == 0
 
 
 @pytest.mark.list_thresholds
 def test_small_lists_and_other_values_keep_the_whole_blob_form(saver: SQLSaver) -> None:
-    values = {"short": _messages(30), "numbers": list(range(5000)), "doc": {"text": "x" * 20_000}, "big": _messages(50)}
+    values = {"short": messages(30), "numbers": list(range(5000)), "doc": {"text": "x" * 20_000}, "big": messages(60)}
     cp = checkpoint(values)
     stored = saver.put(config("t"), cp, {}, {k: 1 for k in values})
     found = saver.get_tuple(stored)

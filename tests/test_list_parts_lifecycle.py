@@ -29,7 +29,7 @@ import sqlalchemy as sa
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
+from langchain_core.messages import HumanMessage
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 from langgraph.types import Command
 
@@ -39,26 +39,11 @@ from checkpoint_sql.ids import key_of
 from checkpoint_sql.statements import SaverStatements
 from tests.cli_helpers import orphans, run
 from tests.graphs import agent_graph, parent_graph
-from tests.helpers import checkpoint, config
+from tests.helpers import checkpoint, config, messages
 
 SERDE = JsonPlusSerializer()
 SUB = "review:1"
 """The subgraph namespace of the branchy threads."""
-
-
-def _messages(n: int, start: int = 0, tag: str = "m") -> list[Any]:
-    """`n` distinct messages of a few hundred bytes; `tag` tells branches apart."""
-    out: list[Any] = []
-    for i in range(start, start + n):
-        text = f"{tag} message {i}: " + " ".join(f"w{(i * 7 + j) % 97}" for j in range(50))
-        kind = i % 3
-        if kind == 0:
-            out.append(HumanMessage(content=text, id=f"{tag}-h{i}"))
-        elif kind == 1:
-            out.append(AIMessage(content=text, id=f"{tag}-a{i}"))
-        else:
-            out.append(ToolMessage(content=text, tool_call_id=f"{tag}-c{i}", id=f"{tag}-t{i}"))
-    return out
 
 
 # --- what the database holds ------------------------------------------------------------
@@ -183,14 +168,14 @@ class Branchy:
 
 
 def branchy(saver: SQLSaver, thread: str) -> Branchy:
-    main_lists = [_messages(n) for n in range(4, 41, 4)]
-    fork_lists = [_messages(12) + _messages(n, tag="fork") for n in (2, 4, 6)]
-    sub_lists = [_messages(3) + _messages(n, tag="sub") for n in (1, 2, 3)]
+    main_lists = [messages(n) for n in range(4, 41, 4)]
+    fork_lists = [messages(12) + messages(n, tag="fork") for n in (2, 4, 6)]
+    sub_lists = [messages(3) + messages(n, tag="sub") for n in (1, 2, 3)]
     main, parent = [], config(thread)
     for step, value in enumerate(main_lists, start=1):
         parent = put_list(saver, parent, value, f"{step:06}.main", run_id="run-main", step=step)
         main.append(parent)
-    fork, parent = [], main[2]  # main[2] holds _messages(12)
+    fork, parent = [], main[2]  # main[2] holds messages(12)
     for step, value in enumerate(fork_lists, start=4):
         parent = put_list(saver, parent, value, f"{step:06}.fork", run_id="run-fork", step=step)
         fork.append(parent)
@@ -550,7 +535,7 @@ def test_pruning_a_copy_leaves_its_source_intact_and_the_copy_grows_on(saver: SQ
     source = reads(saver, "t")
     saver.copy_thread("t", "c")
     saver.prune(["c"], strategy="keep_latest")
-    grown = [*b.main_lists[-1], *_messages(3, tag="copy")]
+    grown = [*b.main_lists[-1], *messages(3, tag="copy")]
     tip = {"configurable": {**b.fork[-1]["configurable"], "thread_id": "c"}}
     again = put_list(saver, tip, grown, "000099.copy", run_id="run-copy", step=99)
     assert messages_of(saver, again) == grown
@@ -578,7 +563,7 @@ def _own(writer: int, r: int, shared: set[bytes]) -> Any:
     INSERTs of `ROWS_PER_INSERT` at different places, so that a digest's place in the
     order of a put must not depend on where its INSERT starts."""
     for k in itertools.count():
-        (candidate,) = _messages(1, start=k, tag=f"own{writer}-{r}")
+        (candidate,) = messages(1, start=k, tag=f"own{writer}-{r}")
         found = _element_digest(candidate)
         if (found < min(shared)) if writer == 0 else (found > max(shared)):
             return candidate
@@ -591,8 +576,8 @@ def _fork_lists(writer: int) -> list[list[Any]]:
     the trunk's elements, the round's new shared ones, and one of its own."""
     lists = []
     for r in range(ROUNDS):
-        shared = _messages(SHARED, start=1000 * (r + 1), tag="shared")
-        lists.append([*_messages(8), *shared, _own(writer, r, {_element_digest(m) for m in shared})])
+        shared = messages(SHARED, start=1000 * (r + 1), tag="shared")
+        lists.append([*messages(8), *shared, _own(writer, r, {_element_digest(m) for m in shared})])
     return lists
 
 
@@ -614,7 +599,7 @@ def _write_fork(saver: SQLSaver, trunk: dict[str, Any], writer: int, barrier: An
 
 def _check_forks(saver: SQLSaver, forks: list[list[dict[str, Any]]]) -> None:
     """Each element stored once, nothing else stored, and both forks read back."""
-    expected = digests_of(_messages(8), *_fork_lists(0), *_fork_lists(1))
+    expected = digests_of(messages(8), *_fork_lists(0), *_fork_lists(1))
     pa = saver.tables.parts
     with saver.db.sync_engine.connect() as conn:
         digests = [
@@ -627,7 +612,7 @@ def _check_forks(saver: SQLSaver, forks: list[list[dict[str, Any]]]) -> None:
 
 
 def test_two_writers_storing_the_same_new_elements_at_once(saver: SQLSaver, db_url: str) -> None:
-    trunk = put_list(saver, config("t"), _messages(8), "000001.trunk", run_id="run-trunk", step=1)
+    trunk = put_list(saver, config("t"), messages(8), "000001.trunk", run_id="run-trunk", step=1)
     barrier = threading.Barrier(2, timeout=30)
     with (
         SQLSaver.from_conn_string(db_url) as one,
@@ -649,7 +634,7 @@ def _write_fork_in_a_process(url: str, trunk: dict[str, Any], writer: int, barri
 
 
 def test_two_processes_storing_the_same_new_elements_at_once(saver: SQLSaver, db_url: str, tmp_path: Path) -> None:
-    trunk = put_list(saver, config("t"), _messages(8), "000001.trunk", run_id="run-trunk", step=1)
+    trunk = put_list(saver, config("t"), messages(8), "000001.trunk", run_id="run-trunk", step=1)
     ctx = multiprocessing.get_context("spawn")
     barrier = ctx.Barrier(2, timeout=60)
     outs = [str(tmp_path / f"writer-{i}.json") for i in range(2)]
@@ -689,7 +674,7 @@ class _Racer:
     a new conversation whose elements are not stored yet, so that it waits on no row
     of the operation it races, unless the operation's locks hold it back."""
 
-    fresh = _messages(4, tag="racing")
+    fresh = messages(4, tag="racing")
 
     def __init__(self, writer: SQLSaver, thread_id: str) -> None:
         self.writer, self.thread_id = writer, thread_id
@@ -810,7 +795,7 @@ def test_rows_written_before_0004_read_back_unchanged_and_new_puts_split(
     with SQLSaver(db_url) as saver:
         assert _schema(saver) == (True, True)
         assert reads(saver) == old
-        grown = [*b.fork_lists[-1], *_messages(2, tag="new")]
+        grown = [*b.fork_lists[-1], *messages(2, tag="new")]
         new = put_list(saver, b.fork[-1], grown, "000099.new", run_id="run-new", step=99)
         assert messages_of(saver, new) == grown
         assert _manifest_count(saver) == 1 and set(parts_of(saver, "t")) == digests_of(grown)
