@@ -155,7 +155,12 @@ def elements_of(manifest: bytes, parts: Mapping[bytes, bytes]) -> list[bytes]:
 
 def join(header: bytes, manifest: bytes, parts: Mapping[bytes, bytes]) -> bytes:
     """The value's bytes again, exactly as the serializer wrote them."""
-    return b"".join((header, *(parts[d] for d in elements_of(manifest, parts))))
+    return join_in_order(header, elements_of(manifest, parts), parts)
+
+
+def join_in_order(header: bytes, digests: Iterable[bytes], parts: Mapping[bytes, bytes]) -> bytes:
+    """`join`, for a caller that has expanded the manifest (`elements_of`) already."""
+    return b"".join((header, *(parts[d] for d in digests)))
 
 
 def digests_in(packed: bytes) -> list[bytes]:
@@ -223,8 +228,10 @@ class PartCache:
             split = None if known is None else known.latest.get(channel)
         return split if split is not None and split.manifest == manifest else None
 
-    def validate(self, namespace: Namespace, read: Reached | None) -> None:
-        """Keep of `namespace` only what a read of its checkpoint just found stored.
+    def validate(self, namespace: Namespace, read: Reached | None, fetched: Mapping[bytes, bytes]) -> None:
+        """Keep of `namespace` only what a read of its checkpoint just found stored:
+        the parts `read` reaches, from `fetched` (what the read took from the database)
+        or from what was known already.
 
         The next put of a resumed thread derives from that checkpoint, so it relies on
         no part the read did not see: whatever another process deleted since this
@@ -232,25 +239,18 @@ class PartCache:
         checkpoint any more.
         """
         with self._lock:
-            old = self._namespaces.pop(namespace, None)
-            if old is not None:
-                self._bytes -= old.size
-            if read is None or (old is None and not read.fetched):
+            old = self._namespaces.pop(namespace, None) or _Known()
+            self._bytes -= old.size
+            if read is None:
                 return
             kept = _Known()
-            previous = old.by_digest if old is not None else {}
             for d in read.digests:
-                data = read.fetched.get(d) or previous.get(d)
+                data = fetched.get(d) or old.by_digest.get(d)
                 if data is not None:
-                    kept.by_digest[d] = data
-                    kept.by_bytes[data] = d
-                    kept.size += len(data)
-            if old is not None:
-                for channel in read.latest & old.latest.keys():
-                    kept.latest[channel] = old.latest[channel]
-                    kept.size += len(old.latest[channel].body)
-            self._namespaces[namespace] = kept
-            self._bytes += kept.size
+                    kept.add(d, data)
+            for channel in read.latest & old.latest.keys():
+                kept.remember(channel, old.latest[channel])
+            self._keep(namespace, kept)
 
     def recall(self, namespace: Namespace, digests: Iterable[bytes], into: dict[bytes, bytes]) -> None:
         """Copy into `into` the parts of `digests` this cache holds."""
@@ -271,22 +271,23 @@ class PartCache:
             return
         with self._lock:
             known = self._namespaces.pop(namespace, None) or _Known()
-            grown = 0
+            self._bytes -= known.size
             for d, data in parts.items():
-                if d not in known.by_digest:
-                    known.by_digest[d] = data
-                    known.by_bytes[data] = d
-                    grown += len(data)
+                known.add(d, data)
             for channel, split in (latest or {}).items():
-                replaced = known.latest.get(channel)
-                known.latest[channel] = split
-                grown += len(split.body) - (0 if replaced is None else len(replaced.body))
-            known.size += grown
-            self._bytes += grown
-            self._namespaces[namespace] = known
-            while self._bytes > self.max_bytes and self._namespaces:
-                _, dropped = self._namespaces.popitem(last=False)
-                self._bytes -= dropped.size
+                known.remember(channel, split)
+            self._keep(namespace, known)
+
+    def _keep(self, namespace: Namespace, known: _Known) -> None:
+        """Store `known` as the most recently used namespace, then evict the least
+        recently used ones beyond `max_bytes`. The caller holds the lock."""
+        if not known.by_digest and not known.latest:
+            return
+        self._namespaces[namespace] = known
+        self._bytes += known.size
+        while self._bytes > self.max_bytes and self._namespaces:
+            _, dropped = self._namespaces.popitem(last=False)
+            self._bytes -= dropped.size
 
     def forget_threads(self, thread_keys: Collection[bytes] | None = None) -> None:
         """Drop the entries of these threads (None: of every thread)."""
@@ -301,8 +302,6 @@ class Reached:
 
     digests: set[bytes] = field(default_factory=set)
     """Every part the manifests read reach."""
-    fetched: dict[bytes, bytes] = field(default_factory=dict)
-    """The parts fetched from the database, by digest."""
     latest: set[str] = field(default_factory=set)
     """Channels whose value read is the last one this saver stored."""
 
@@ -318,7 +317,20 @@ class View:
 
 @dataclass(slots=True)
 class _Known:
+    """One namespace's entries; `size` counts the bytes they hold."""
+
     by_bytes: dict[bytes, bytes] = field(default_factory=dict)
     by_digest: dict[bytes, bytes] = field(default_factory=dict)
     latest: dict[str, Split] = field(default_factory=dict)
     size: int = 0
+
+    def add(self, digest: bytes, data: bytes) -> None:
+        if digest not in self.by_digest:
+            self.by_digest[digest] = data
+            self.by_bytes[data] = digest
+            self.size += len(data)
+
+    def remember(self, channel: str, split: Split) -> None:
+        replaced = self.latest.get(channel)
+        self.latest[channel] = split
+        self.size += len(split.body) - (0 if replaced is None else len(replaced.body))

@@ -58,17 +58,15 @@ def read(
     """
     for _ in range(READ_ATTEMPTS):
         loaded = codec.split_union(statement.rows(link, params))
-        if join_values(link, st, loaded.blobs.values(), loaded, cache):
+        if join_values(link, st, loaded, cache):
             return loaded
     raise MissingPartsError(
         f"a checkpoint's list elements are missing from {st.tables.parts.name} after {READ_ATTEMPTS} reads"
     )
 
 
-def join_values(
-    link: Link, st: SaverStatements, blobs: Iterable[Row], loaded: Loaded, cache: PartCache | None = None
-) -> bool:
-    """Join the bytes of every split blob of `blobs` into ``loaded.values``, fetching
+def join_values(link: Link, st: SaverStatements, loaded: Loaded, cache: PartCache | None = None) -> bool:
+    """Join the bytes of every split blob of `loaded` into ``loaded.values``, fetching
     into ``loaded.parts`` the parts `cache` does not hold, and note in
     ``loaded.reached`` what the manifests reach; False if a part is not stored.
 
@@ -77,7 +75,7 @@ def join_values(
     agent's next turn, costs no part lookup at all.
     """
     pending: dict[elements.Namespace, list[Row]] = {}
-    for blob in blobs:
+    for blob in loaded.blobs.values():
         manifest = blob["manifest"]
         if manifest is None:
             continue
@@ -90,14 +88,14 @@ def join_values(
             loaded.values[codec.blob_key(blob)] = split.header + split.body
             reached.digests.update(split.digests, split.pages)
             reached.latest.add(blob["channel"])
-    if not fetch_parts(link, st, [b for rows in pending.values() for b in rows], loaded.parts, cache):
-        return False
     for namespace, rows in pending.items():
-        have, reached = loaded.parts[namespace], loaded.reached[namespace]
-        for blob in rows:
-            manifest = bytes(blob["manifest"])
-            order = elements.elements_of(manifest, have)
-            loaded.values[codec.blob_key(blob)] = b"".join((bytes(blob["blob"]), *(have[d] for d in order)))
+        have, reached = loaded.parts.setdefault(namespace, {}), loaded.reached[namespace]
+        manifests = [bytes(blob["manifest"]) for blob in rows]
+        orders = _fetch_reached(link, st, namespace, manifests, have, cache)
+        if orders is None:
+            return False
+        for blob, manifest, order in zip(rows, manifests, orders, strict=True):
+            loaded.values[codec.blob_key(blob)] = elements.join_in_order(bytes(blob["blob"]), order, have)
             reached.digests.update(order, elements.pages_of(manifest))
     return True
 
@@ -111,13 +109,28 @@ def fetch_parts(
     for blob in blobs:
         if blob["manifest"] is not None:
             manifests.setdefault((blob["thread_key"], blob["ns_key"]), []).append(bytes(blob["manifest"]))
-    for namespace, found in manifests.items():
-        have = into.setdefault(namespace, {})
-        if not _fetch(link, st, namespace, {p for m in found for p in elements.pages_of(m)}, have, cache):
-            return False
-        if not _fetch(link, st, namespace, {d for m in found for d in elements.elements_of(m, have)}, have, cache):
-            return False
-    return True
+    return all(
+        _fetch_reached(link, st, namespace, found, into.setdefault(namespace, {}), cache) is not None
+        for namespace, found in manifests.items()
+    )
+
+
+def _fetch_reached(
+    link: Link,
+    st: SaverStatements,
+    namespace: elements.Namespace,
+    manifests: Sequence[bytes],
+    have: dict[bytes, bytes],
+    cache: PartCache | None,
+) -> list[list[bytes]] | None:
+    """Fetch into `have` the pages, then the elements, that `manifests` reach: each
+    manifest's element digests in order, or None if a part is not stored."""
+    if not _fetch(link, st, namespace, {p for m in manifests for p in elements.pages_of(m)}, have, cache):
+        return None
+    orders = [elements.elements_of(m, have) for m in manifests]
+    if not _fetch(link, st, namespace, {d for order in orders for d in order}, have, cache):
+        return None
+    return orders
 
 
 def write(link: Link, plan: Sequence[tuple[Prepared, dict[str, Any]]]) -> None:
@@ -340,7 +353,7 @@ def delta_history(conn: Connection, st: SaverStatements, address: Address, chann
     here = {"tkey": thread_key, "nkey": ns_key}
     target = address.checkpoint_id
     if target is None:
-        latest = read(Link.of(conn), st, st.read_latest, here).checkpoints
+        latest = codec.split_union(st.read_latest.rows(Link.of(conn), here)).checkpoints  # its id is all we need
         if not latest:
             return DeltaRows({ch: [] for ch in channels}, {})
         target = latest[0]["checkpoint_id"]

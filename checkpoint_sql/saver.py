@@ -168,7 +168,7 @@ class SQLSaver(BaseCheckpointSaver[str], DatabaseClient):
             # The thread's next put derives from what this read found: the part cache
             # keeps exactly that (see `PartCache.validate`).
             found = loaded.reached.get(namespace, elements.Reached()) if loaded.checkpoints else None
-            self._parts.validate(namespace, found)
+            self._parts.validate(namespace, found, loaded.parts.get(namespace, {}))
             tuples = codec.checkpoint_tuples(self.serde, loaded)
             return tuples[0] if tuples else None
 

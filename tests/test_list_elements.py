@@ -21,7 +21,8 @@ from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.checkpoint.serde.encrypted import EncryptedSerializer
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 
-from checkpoint_sql import MissingPartsError, SQLSaver, elements
+from checkpoint_sql import MissingPartsError, SQLSaver, codec, elements
+from checkpoint_sql.ids import address_of, key_of
 from tests.graphs import agent_graph
 from tests.helpers import checkpoint, config, count, messages
 
@@ -171,6 +172,19 @@ def test_a_saver_without_memory_of_the_thread_stores_no_part_twice(saver: SQLSav
         stored = other.put(first[-1], cp, {}, {"messages": 2})
         assert _read(other, stored) == messages(8)
     assert count(saver, "parts") == 8
+
+
+def test_a_saver_that_read_a_thread_sends_only_the_new_parts_of_its_next_put(saver: SQLSaver, db_url: str) -> None:
+    _put_versions(saver, "t", [messages(5)])
+    with SQLSaver.from_conn_string(db_url) as other:  # another process resuming the thread
+        other.get_tuple(config("t"))  # as LangGraph does before a run
+        cp = checkpoint({"messages": messages(8)}, {"messages": 2})
+        address = address_of(config("t"), operation="put")
+        namespace = (address.thread_key, key_of(""))
+        prepared = codec.prepare_put(
+            other.serde, address, cp, {}, {"messages": 2}, config("t"), other._parts.view(namespace)
+        )
+        assert len(other._parts.unknown(namespace, prepared.parts)) == 3
 
 
 def test_parts_deleted_with_a_thread_are_stored_again_by_the_same_saver(saver: SQLSaver) -> None:
