@@ -10,7 +10,7 @@ transaction.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -223,16 +223,29 @@ def collect_parts(conn: Connection, st: SaverStatements, thread_key: bytes, ns_k
     if not stored:
         return
     manifests = [bytes(m) for m in conn.execute(st.manifests_of_namespace, here).scalars()]
-    pages = sorted({p for m in manifests for p in elements.pages_of(m)} & stored)
-    found: dict[bytes, bytes] = {}
-    for part in chunks(pages):
-        found.update(
-            (bytes(d), bytes(data)) for d, data in conn.execute(st.parts_by_digest, {**here, "digests": list(part)})
-        )
-    live = set(pages).union(*(elements.tail_of(m) for m in manifests))
-    live.update(d for page in found.values() for d in elements.digests_in(page))
+    live = reached_parts(conn, st, thread_key, ns_key, manifests, stored)
     for part in chunks(sorted(stored - live)):
         conn.execute(st.delete_parts, {**here, "digests": list(part)})
+
+
+def reached_parts(
+    conn: Connection,
+    st: SaverStatements,
+    thread_key: bytes,
+    ns_key: bytes,
+    manifests: Iterable[bytes],
+    stored: Collection[bytes],
+) -> set[bytes]:
+    """The parts of a namespace that `manifests` reach: their pages among `stored`,
+    the elements those pages list, and their tails. What `collect_parts` keeps, and
+    what retention's estimate counts as staying."""
+    manifests = list(manifests)
+    pages = sorted({p for m in manifests for p in elements.pages_of(m)} & set(stored))
+    live = set(pages).union(*(elements.tail_of(m) for m in manifests))
+    for part in chunks(pages):
+        for _, page in conn.execute(st.parts_by_digest, {"tkey": thread_key, "nkey": ns_key, "digests": list(part)}):
+            live.update(elements.digests_in(bytes(page)))
+    return live
 
 
 def _rows(conn: Connection, st: SaverStatements, thread_key: bytes, ns_key: bytes, ids: Sequence[str]) -> list[Row]:

@@ -36,7 +36,7 @@ import sqlalchemy as sa
 from sqlalchemy import bindparam
 from sqlalchemy.engine import Connection
 
-from checkpoint_sql import bounds, codec, elements, operations
+from checkpoint_sql import bounds, codec, operations
 from checkpoint_sql.calls import Call, Job, Progress
 from checkpoint_sql.errors import InvalidArgumentError
 from checkpoint_sql.ids import key_of, thread_id_of
@@ -258,9 +258,6 @@ class RetentionStatements:
         pa = tables.parts
         parts_here = sa.and_(pa.c.thread_key == bindparam("tkey"), pa.c.ns_key == bindparam("nkey"))
         self.part_sizes = sa.select(pa.c.digest, sa.func.length(pa.c.data)).where(parts_here)
-        self.pages = sa.select(pa.c.digest, pa.c.data).where(
-            parts_here, pa.c.digest.in_(bindparam("digests", expanding=True))
-        )
 
 
 def job(
@@ -384,7 +381,7 @@ def _retain_thread(
         if not doomed:
             continue
         kept = [r for r in rows if r["checkpoint_id"] not in doomed]
-        outcome = _measure(conn, rs, thread_key, ns_key, rows, doomed, kept)
+        outcome = _measure(conn, st, rs, thread_key, ns_key, rows, doomed, kept)
         outcome.kept_for_delta = len(chain)
         outcomes.append(outcome)
         if not dry_run:
@@ -422,6 +419,7 @@ def _delta_chains(
 
 def _measure(
     conn: Connection,
+    st: SaverStatements,
     rs: RetentionStatements,
     thread_key: bytes,
     ns_key: bytes,
@@ -448,7 +446,7 @@ def _measure(
         elif manifest is not None:
             remaining.append(bytes(manifest))
     if blobs:  # parts are collected only when blobs go
-        freed += _unreached_part_bytes(conn, rs, here, remaining)
+        freed += _unreached_part_bytes(conn, st, rs, thread_key, ns_key, remaining)
     first = rows[0]
     return NamespaceOutcome(
         thread_id=first["thread_id"],
@@ -463,17 +461,17 @@ def _measure(
 
 
 def _unreached_part_bytes(
-    conn: Connection, rs: RetentionStatements, here: dict[str, bytes], manifests: Sequence[bytes]
+    conn: Connection,
+    st: SaverStatements,
+    rs: RetentionStatements,
+    thread_key: bytes,
+    ns_key: bytes,
+    manifests: Sequence[bytes],
 ) -> int:
-    """Bytes of the namespace's parts that none of `manifests` reaches (through its
-    pages or its tail): what `operations.collect_parts` deletes once the other blobs
-    are gone."""
-    stored = {bytes(d): int(n or 0) for d, n in conn.execute(rs.part_sizes, here)}
+    """Bytes of the namespace's parts that none of `manifests` reaches: what
+    `operations.collect_parts` deletes once the other blobs are gone."""
+    stored = {bytes(d): int(n or 0) for d, n in conn.execute(rs.part_sizes, {"tkey": thread_key, "nkey": ns_key})}
     if not stored:
         return 0
-    pages = sorted({p for m in manifests for p in elements.pages_of(m)} & stored.keys())
-    live = set(pages).union(*(elements.tail_of(m) for m in manifests))
-    for part in operations.chunks(pages):
-        for _, page in conn.execute(rs.pages, {**here, "digests": list(part)}):
-            live.update(elements.digests_in(bytes(page)))
+    live = operations.reached_parts(conn, st, thread_key, ns_key, manifests, stored.keys())
     return sum(n for d, n in stored.items() if d not in live)
