@@ -36,7 +36,7 @@ from benchmarks import tracing
 from benchmarks.runner import Loop
 from benchmarks.servers import Database, Databases
 from checkpoint_sql import EngineOptions, SQLSaver
-from checkpoint_sql.engines import MYSQL_CLIENT_FLAGS
+from checkpoint_sql.core.engines import MYSQL_CLIENT_FLAGS
 
 OFFICIAL_NAMES = {
     "sqlite": ("SqliteSaver", "AsyncSqliteSaver"),
@@ -111,7 +111,7 @@ def raw_psycopg(db: Database) -> psycopg.Connection[Any]:
 
 
 def raw_pymysql(db: Database) -> pymysql.Connection[Any]:
-    """PyMySQL with the session settings of our MySQL engines (`checkpoint_sql.engines`)."""
+    """PyMySQL with the session settings of our MySQL engines (`checkpoint_sql.core.engines`)."""
     return _pymysql(db, session=True)
 
 

@@ -1,8 +1,9 @@
 """checkpoint_sql: one LangGraph checkpoint saver for SQLite, PostgreSQL and MySQL/MariaDB,
 and companion stores (long-term memory, sessions, short-lived memory) on the same engine."""
 
-from checkpoint_sql.database import Database
-from checkpoint_sql.engines import URL_ENV_VAR, EngineOptions, default_sqlite_path
+from checkpoint_sql.core.database import Database
+from checkpoint_sql.core.engines import URL_ENV_VAR, EngineOptions, default_sqlite_path
+from checkpoint_sql.core.leases import Lease
 from checkpoint_sql.errors import (
     CheckpointSQLError,
     ConfigurationError,
@@ -24,11 +25,12 @@ from checkpoint_sql.errors import (
     ThreadNotFoundError,
     UnknownCheckpointError,
 )
-from checkpoint_sql.leases import Lease
-from checkpoint_sql.retention import EXEMPT, NamespaceOutcome, RetentionPolicy, RetentionReport
-from checkpoint_sql.retry import RetryPolicy
-from checkpoint_sql.retrying_saver import RetryingSaver
-from checkpoint_sql.saver import SQLSaver
+from checkpoint_sql.retry.policy import RetryPolicy
+from checkpoint_sql.retry.retrying_saver import RetryingSaver
+from checkpoint_sql.retry.transient import is_transient
+from checkpoint_sql.saver.retention import EXEMPT, NamespaceOutcome, RetentionPolicy, RetentionReport
+from checkpoint_sql.saver.sql_saver import SQLSaver
+from checkpoint_sql.saver.sweeper import RetentionSweeper
 from checkpoint_sql.storage import Storage, connect
 from checkpoint_sql.stores import (
     MemoryEntry,
@@ -42,8 +44,6 @@ from checkpoint_sql.stores import (
     Turn,
     TurnUsage,
 )
-from checkpoint_sql.sweeper import RetentionSweeper
-from checkpoint_sql.transient import is_transient
 
 __all__ = [
     "EXEMPT",

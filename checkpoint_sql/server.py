@@ -30,14 +30,14 @@ from typing import Any, cast
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.store.base import BaseStore, IndexConfig, TTLConfig
 
-from checkpoint_sql.engines import URL_ENV_VAR
+from checkpoint_sql.core.engines import URL_ENV_VAR
+from checkpoint_sql.core.tables import DEFAULT_PREFIX
 from checkpoint_sql.errors import CheckpointSQLError, ConfigurationError
-from checkpoint_sql.retention import parse_duration
-from checkpoint_sql.retrying_saver import RetryingSaver
-from checkpoint_sql.saver import SQLSaver
-from checkpoint_sql.schema import DEFAULT_PREFIX
+from checkpoint_sql.retry.retrying_saver import RetryingSaver
+from checkpoint_sql.saver.retention import parse_duration
+from checkpoint_sql.saver.sql_saver import SQLSaver
+from checkpoint_sql.saver.sweeper import RetentionSweeper
 from checkpoint_sql.stores.store import SQLStore
-from checkpoint_sql.sweeper import RetentionSweeper
 
 RETRY_ENV_VAR = "CHECKPOINT_SQL_RETRY"
 PREFIX_ENV_VAR = "CHECKPOINT_SQL_TABLE_PREFIX"

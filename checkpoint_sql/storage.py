@@ -13,11 +13,11 @@ from langgraph.store.base import IndexConfig, TTLConfig
 from sqlalchemy.engine import URL, Engine
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from checkpoint_sql.calls import DatabaseClient
-from checkpoint_sql.database import Database
-from checkpoint_sql.engines import EngineOptions
-from checkpoint_sql.saver import SQLSaver
-from checkpoint_sql.schema import DEFAULT_PREFIX
+from checkpoint_sql.core.calls import DatabaseClient
+from checkpoint_sql.core.database import Database
+from checkpoint_sql.core.engines import EngineOptions
+from checkpoint_sql.core.tables import DEFAULT_PREFIX
+from checkpoint_sql.saver.sql_saver import SQLSaver
 from checkpoint_sql.stores.sessions import SessionStore
 from checkpoint_sql.stores.short_memory import ShortMemoryStore
 from checkpoint_sql.stores.store import SQLStore

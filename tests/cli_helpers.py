@@ -10,8 +10,10 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from checkpoint_sql import SQLSaver, cli, codec
-from checkpoint_sql.ids import key_of
+from checkpoint_sql import SQLSaver
+from checkpoint_sql.admin import cli
+from checkpoint_sql.core.ids import key_of
+from checkpoint_sql.saver import codec
 
 
 @dataclass

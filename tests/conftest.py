@@ -19,7 +19,8 @@ import sqlalchemy as sa
 from hypothesis import HealthCheck, settings
 from sqlalchemy.engine import make_url
 
-from checkpoint_sql import SQLSaver, elements
+from checkpoint_sql import SQLSaver
+from checkpoint_sql.saver import elements
 
 # Property tests (tests/test_properties.py): few examples from a fixed seed in CI, so a
 # run is quick and repeatable; `--hypothesis-profile thorough` for a longer local hunt.

@@ -41,7 +41,7 @@ class RecordedSleeps:
 
 def retries_logged(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
     """The retry warnings a policy logged during the test."""
-    return [r for r in caplog.records if r.name == "checkpoint_sql.retry" and r.levelno == logging.WARNING]
+    return [r for r in caplog.records if r.name == "checkpoint_sql.retry.policy" and r.levelno == logging.WARNING]
 
 
 def with_application_name(url: str, name: str) -> str:

@@ -10,7 +10,8 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMe
 from langgraph.checkpoint.base import BaseCheckpointSaver, Checkpoint, empty_checkpoint
 from langgraph.checkpoint.base.id import uuid6
 
-from checkpoint_sql import SQLSaver, elements
+from checkpoint_sql import SQLSaver
+from checkpoint_sql.saver import elements
 
 
 def config(thread_id: Any, checkpoint_id: str | None = None, ns: str = "") -> dict[str, Any]:

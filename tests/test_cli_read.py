@@ -13,7 +13,9 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from checkpoint_sql import SQLSaver, codec, migrate
+from checkpoint_sql import SQLSaver
+from checkpoint_sql.core import migrate
+from checkpoint_sql.saver import codec
 from tests import lineages
 from tests.cli_helpers import run
 from tests.conftest import ENGINES, fresh_database, require

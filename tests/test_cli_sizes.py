@@ -10,8 +10,9 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from checkpoint_sql import SQLSaver, dialects, elements
-from checkpoint_sql.ids import key_of
+from checkpoint_sql import SQLSaver, dialects
+from checkpoint_sql.core.ids import key_of
+from checkpoint_sql.saver import elements
 from tests.cli_helpers import run
 from tests.helpers import checkpoint, config, count, long_thread, messages
 

@@ -12,8 +12,9 @@ import sqlalchemy as sa
 from alembic import command
 from langgraph.types import Command
 
-from checkpoint_sql import SQLSaver, migrate
-from checkpoint_sql.ids import key_of
+from checkpoint_sql import SQLSaver
+from checkpoint_sql.core import migrate
+from checkpoint_sql.core.ids import key_of
 from tests import lineages
 from tests.cli_helpers import age, all_tuples, orphans, run
 from tests.helpers import count, snapshot

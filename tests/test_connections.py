@@ -11,14 +11,8 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from checkpoint_sql import (
-    ConfigurationError,
-    EngineOptions,
-    EngineUnreachableError,
-    SchemaNotReadyError,
-    SQLSaver,
-    engines,
-)
+from checkpoint_sql import ConfigurationError, EngineOptions, EngineUnreachableError, SchemaNotReadyError, SQLSaver
+from checkpoint_sql.core import engines
 from tests.conftest import admin_url, fresh_database, require
 from tests.helpers import checkpoint, config
 

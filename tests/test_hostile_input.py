@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from langgraph.checkpoint.memory import InMemorySaver
 
 from checkpoint_sql import InvalidArgumentError, SQLSaver
-from checkpoint_sql.transient import is_transient
+from checkpoint_sql.retry.transient import is_transient
 from tests.helpers import checkpoint, config, snapshot
 
 VERSIONS: list[Any] = [

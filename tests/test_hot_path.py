@@ -14,8 +14,8 @@ import pytest
 import sqlalchemy as sa
 
 from checkpoint_sql import SchemaNotReadyError, SQLSaver
-from checkpoint_sql.ids import key_of
-from checkpoint_sql.links import Link
+from checkpoint_sql.core.ids import key_of
+from checkpoint_sql.core.links import Link
 from tests.conftest import fresh_database, require
 from tests.helpers import checkpoint, config, count, put_chain
 

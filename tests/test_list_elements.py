@@ -1,7 +1,7 @@
 """Lists stored element by element: what a growing conversation costs and what it
 reads back.
 
-A msgpack list is stored as its parts (`checkpoint_sql.elements`): every message of a
+A msgpack list is stored as its parts (`checkpoint_sql.saver.elements`): every message of a
 conversation once per thread, whatever the number of checkpoints that hold it, and
 read back as the very bytes the serializer wrote. Lists below the production
 thresholds, values of other types and encrypted values keep the whole-blob form.
@@ -21,8 +21,9 @@ from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.checkpoint.serde.encrypted import EncryptedSerializer
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 
-from checkpoint_sql import MissingPartsError, SQLSaver, codec, elements
-from checkpoint_sql.ids import address_of, key_of
+from checkpoint_sql import MissingPartsError, SQLSaver
+from checkpoint_sql.core.ids import address_of, key_of
+from checkpoint_sql.saver import codec, elements
 from tests.graphs import agent_graph
 from tests.helpers import checkpoint, config, count, messages
 

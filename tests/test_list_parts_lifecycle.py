@@ -2,7 +2,7 @@
 written by two writers at once, raced by a put while deleted or copied, and carried
 across the 0004 migration.
 
-A split list (`checkpoint_sql.elements`) is a blob row holding a manifest and the
+A split list (`checkpoint_sql.saver.elements`) is a blob row holding a manifest and the
 parts it reaches, stored once per thread and namespace and shared by every version
 that holds them. Whatever removes checkpoints must remove exactly the parts no
 remaining manifest reaches: none left behind (`orphans`), none a survivor needs
@@ -33,10 +33,12 @@ from langchain_core.messages import HumanMessage
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 from langgraph.types import Command
 
-from checkpoint_sql import MissingPartsError, RetentionSweeper, SQLSaver, dialects, elements, migrate, operations
-from checkpoint_sql.database import Database
-from checkpoint_sql.ids import key_of
-from checkpoint_sql.statements import SaverStatements
+from checkpoint_sql import MissingPartsError, RetentionSweeper, SQLSaver, dialects
+from checkpoint_sql.core import migrate
+from checkpoint_sql.core.database import Database
+from checkpoint_sql.core.ids import key_of
+from checkpoint_sql.saver import elements, operations
+from checkpoint_sql.saver.statements import SaverStatements
 from tests.cli_helpers import orphans, run
 from tests.graphs import agent_graph, parent_graph
 from tests.helpers import checkpoint, config, messages

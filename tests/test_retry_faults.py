@@ -51,7 +51,7 @@ Outcome = tuple[dict[str, Any], list[tuple[Any, ...]]]
 
 @pytest.fixture(autouse=True)
 def _capture_retries(caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.WARNING, logger="checkpoint_sql.retry")
+    caplog.set_level(logging.WARNING, logger="checkpoint_sql.retry.policy")
 
 
 @cache

@@ -35,7 +35,7 @@ from tests.helpers import checkpoint, config
 
 @pytest.fixture(autouse=True)
 def _capture_retries(caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.WARNING, logger="checkpoint_sql.retry")
+    caplog.set_level(logging.WARNING, logger="checkpoint_sql.retry.policy")
 
 
 class LockedWrite:

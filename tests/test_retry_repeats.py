@@ -21,7 +21,7 @@ import pytest
 import sqlalchemy as sa
 
 from checkpoint_sql import RetryingSaver, RetryPolicy, SQLSaver, ThreadExistsError
-from checkpoint_sql.saver import LIST_PAGE
+from checkpoint_sql.saver.sql_saver import LIST_PAGE
 from tests.conftest import fresh_database, require
 from tests.faults import FaultyProxy, faulty_proxy, retries_logged
 from tests.helpers import checkpoint, config, snapshot
@@ -33,7 +33,7 @@ POLICY = RetryPolicy(max_retries=3, base_delay=0.02, jitter=0)
 
 @pytest.fixture(autouse=True)
 def _capture_retries(caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.WARNING, logger="checkpoint_sql.retry")
+    caplog.set_level(logging.WARNING, logger="checkpoint_sql.retry.policy")
 
 
 @asynccontextmanager

@@ -12,7 +12,7 @@ from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.checkpoint.serde.types import ERROR, INTERRUPT
 
 from checkpoint_sql import SchemaNotReadyError, SerializationError, SQLSaver
-from checkpoint_sql import saver as saver_module
+from checkpoint_sql.saver import sql_saver as saver_module
 from tests.helpers import checkpoint, config, count, put_chain, snapshot
 
 

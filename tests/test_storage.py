@@ -14,7 +14,8 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.graph import END, START, StateGraph
 from langgraph.store.base import BaseStore
 
-from checkpoint_sql import Database, SessionStore, ShortMemoryStore, SQLSaver, SQLStore, connect, migrate
+from checkpoint_sql import Database, SessionStore, ShortMemoryStore, SQLSaver, SQLStore, connect
+from checkpoint_sql.core import migrate
 
 SAVER_TABLES = {
     "cpsql_checkpoints",

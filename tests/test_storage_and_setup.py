@@ -17,7 +17,8 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy.engine import make_url
 
-from checkpoint_sql import EngineOptions, SQLSaver, migrate
+from checkpoint_sql import EngineOptions, SQLSaver
+from checkpoint_sql.core import migrate
 from tests.conftest import fresh_database, require
 from tests.helpers import checkpoint, config, count, put_chain
 

@@ -20,8 +20,10 @@ import pytest
 import sqlalchemy as sa
 from langgraph.types import Command
 
-from checkpoint_sql import InvalidArgumentError, MissingPartsError, SQLSaver, elements, transfer
-from checkpoint_sql.ids import key_of
+from checkpoint_sql import InvalidArgumentError, MissingPartsError, SQLSaver
+from checkpoint_sql.admin import transfer
+from checkpoint_sql.core.ids import key_of
+from checkpoint_sql.saver import elements
 from tests import lineages
 from tests.cli_helpers import all_tuples, run
 from tests.conftest import ENGINES, fresh_database, require, splitting_every_list
@@ -60,7 +62,7 @@ VERSION_1_KEYS = {
     "write": {"kind", "ns", "checkpoint_id", "task_id", "idx", "channel", "task_path", "type", "blob"},
     "end": {"kind", "threads", "checkpoints", "blobs", "writes", "skipped"},
 }
-"""The records version 1 wrote (checkpoint_sql/transfer.py before lists were split)."""
+"""The records version 1 wrote (checkpoint_sql/admin/transfer.py before lists were split)."""
 
 
 def as_version_1(data: bytes) -> bytes:

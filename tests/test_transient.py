@@ -27,9 +27,9 @@ from checkpoint_sql import (
     SerializationError,
     SQLSaver,
     ThreadExistsError,
-    engines,
     is_transient,
 )
+from checkpoint_sql.core import engines
 from tests.conftest import SERVER_URLS, fresh_database, require
 from tests.helpers import config
 

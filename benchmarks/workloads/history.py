@@ -24,7 +24,7 @@ from benchmarks.report import Outcome, Target, count, duration, ratio_with_sprea
 from benchmarks.runner import Case, Loop, interleave, timed_each
 from benchmarks.settings import Settings
 from benchmarks.stats import Summary, paired
-from checkpoint_sql.ids import key_of
+from checkpoint_sql.core.ids import key_of
 
 OPS = ("get_tuple (latest)", "get_tuple (by id, mid-thread)", "list (limit=10)")
 FLAT_LIMIT = 1.2

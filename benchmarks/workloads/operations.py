@@ -44,7 +44,7 @@ from benchmarks.runner import Case, Loop, atimed, interleave, timed_each
 from benchmarks.servers import Database
 from benchmarks.settings import Settings
 from benchmarks.stats import Summary, paired
-from checkpoint_sql.ids import key_of
+from checkpoint_sql.core.ids import key_of
 
 OPS = (
     "put",

@@ -23,12 +23,12 @@ from rich.text import Text
 from sqlalchemy import bindparam
 from sqlalchemy.engine import Connection
 
-from checkpoint_sql import lineage
+from checkpoint_sql.admin import lineage
 from checkpoint_sql.admin.values import jsonable, renderable
+from checkpoint_sql.core.ids import key_of
 from checkpoint_sql.errors import InvalidArgumentError, ThreadNotFoundError, UnknownCheckpointError
-from checkpoint_sql.ids import key_of
-from checkpoint_sql.saver import SQLSaver
-from checkpoint_sql.schema import SaverTables
+from checkpoint_sql.saver.schema import SaverTables
+from checkpoint_sql.saver.sql_saver import SQLSaver
 
 
 def _ids(conn: Connection, tables: SaverTables, thread_key: bytes, ns_key: bytes) -> list[str]:

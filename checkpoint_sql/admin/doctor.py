@@ -19,12 +19,13 @@ from rich.text import Text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
-from checkpoint_sql import cluster, dialects, engines
+from checkpoint_sql import dialects
 from checkpoint_sql.admin import schema_status
 from checkpoint_sql.admin.threads import human_bytes
-from checkpoint_sql.database import Database
+from checkpoint_sql.core import engines
+from checkpoint_sql.core.database import Database
 from checkpoint_sql.errors import EngineUnreachableError
-from checkpoint_sql.schema import SaverTables
+from checkpoint_sql.saver.schema import SaverTables
 
 _MARK = {"ok": ("✓", "green"), "info": ("·", "dim"), "warn": ("!", "bold yellow"), "fail": ("✗", "bold red")}
 _PACKAGES = ("checkpoint-sql", "langgraph", "langgraph-checkpoint", "sqlalchemy", "alembic")
@@ -240,7 +241,7 @@ def _check_mysql(found: Diagnosis, facts: dict[str, Any]) -> None:
 
 
 def _galera_facts(conn: Connection) -> dict[str, str] | None:
-    if not cluster.is_galera(conn):
+    if not dialects.is_galera(conn):
         return None
     rows = conn.exec_driver_sql(
         "SHOW STATUS WHERE Variable_name IN ('wsrep_cluster_size', 'wsrep_cluster_status', 'wsrep_local_state_comment')"

@@ -3,7 +3,7 @@
 One read transaction fetches what the tree needs and nothing more: the checkpoint
 rows, the blobs of the trigger channels only (small markers and pending Sends, not
 the messages), the list parts of the pending Sends (a list of Sends is stored
-element by element, `checkpoint_sql.elements`), and the pending writes with their
+element by element, `checkpoint_sql.saver.elements`), and the pending writes with their
 values left out except for interrupts and errors. Decoding happens afterwards,
 outside the transaction.
 """
@@ -22,11 +22,13 @@ from rich.text import Text
 from sqlalchemy import bindparam
 from sqlalchemy.engine import Connection
 
-from checkpoint_sql import codec, dialects, lineage, operations
+from checkpoint_sql import dialects
+from checkpoint_sql.admin import lineage
+from checkpoint_sql.core.links import Link
 from checkpoint_sql.errors import MissingPartsError
-from checkpoint_sql.links import Link
-from checkpoint_sql.schema import SaverTables
-from checkpoint_sql.statements import SaverStatements
+from checkpoint_sql.saver import codec, operations
+from checkpoint_sql.saver.schema import SaverTables
+from checkpoint_sql.saver.statements import SaverStatements
 
 Row = Mapping[str, Any]
 LEGEND = "✓ done  ⏸ waiting for a resume  ✗ failed  ↺ resumed · next: what runs when the graph goes on"

@@ -8,7 +8,7 @@ from rich.text import Text
 
 from checkpoint_sql.admin.output import WholeIds
 from checkpoint_sql.admin.threads import human_bytes
-from checkpoint_sql.retention import RetentionReport
+from checkpoint_sql.saver.retention import RetentionReport
 
 
 def render(report: RetentionReport) -> RenderableType:

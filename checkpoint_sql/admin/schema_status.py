@@ -10,8 +10,8 @@ from alembic.script import ScriptDirectory
 from alembic.util import CommandError
 from sqlalchemy.engine import Connection
 
-from checkpoint_sql import migrate
-from checkpoint_sql.migrate import MigrationTarget
+from checkpoint_sql.core import migrate
+from checkpoint_sql.core.migrate import MigrationTarget
 
 
 @dataclass

@@ -7,7 +7,7 @@ custom checkpointer; this is the same question answered from our tables. Sizes a
 what `threads` and `stats` count: payload bytes as stored (on PostgreSQL after TOAST
 compression), so a thread's total here is its size in `threads`.
 
-A list stored element by element (`checkpoint_sql.elements`) is its blob rows (array
+A list stored element by element (`checkpoint_sql.saver.elements`) is its blob rows (array
 header and manifest) and the parts its manifests reach, which versions share: a
 channel's "all versions" counts each part once, however many of its versions reach
 it, and its "latest" counts every part the latest value reaches. A part two channels
@@ -28,10 +28,11 @@ from rich.table import Table
 from rich.text import Text
 from sqlalchemy.engine import Connection
 
-from checkpoint_sql import codec, dialects, elements, operations
+from checkpoint_sql import dialects
 from checkpoint_sql.admin.threads import blob_size, human_bytes
-from checkpoint_sql.ids import key_of
-from checkpoint_sql.schema import SaverTables
+from checkpoint_sql.core.ids import key_of
+from checkpoint_sql.saver import codec, elements, operations
+from checkpoint_sql.saver.schema import SaverTables
 
 
 @dataclass

@@ -25,9 +25,10 @@ from rich.text import Text
 from sqlalchemy import bindparam
 from sqlalchemy.engine import Connection
 
-from checkpoint_sql import dialects, migrate
+from checkpoint_sql import dialects
 from checkpoint_sql.admin.output import WholeIds
-from checkpoint_sql.schema import SaverTables
+from checkpoint_sql.core import migrate
+from checkpoint_sql.saver.schema import SaverTables
 
 SORTS = ("last", "first", "checkpoints", "size", "id")
 

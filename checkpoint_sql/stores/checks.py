@@ -7,9 +7,9 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timezone
 from typing import Any, TypeVar
 
-from checkpoint_sql import bounds
+from checkpoint_sql.core import bounds
+from checkpoint_sql.core.ids import TEXT_ID_MAX, check_text, key_of
 from checkpoint_sql.errors import InvalidArgumentError, SerializationError
-from checkpoint_sql.ids import TEXT_ID_MAX, check_text, key_of
 
 T = TypeVar("T")
 

@@ -12,9 +12,9 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from checkpoint_sql import migrate
-from checkpoint_sql.calls import Call, DatabaseClient, Target, same
-from checkpoint_sql.engines import EngineOptions
+from checkpoint_sql.core import migrate
+from checkpoint_sql.core.calls import Call, DatabaseClient, Target, same
+from checkpoint_sql.core.engines import EngineOptions
 from checkpoint_sql.stores.tables import StoreTables, store_tables
 
 __all__ = ["Call", "Component", "Target", "same"]

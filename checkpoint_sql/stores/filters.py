@@ -23,7 +23,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from checkpoint_sql import bounds, dialects
+from checkpoint_sql import dialects
+from checkpoint_sql.core import bounds
 from checkpoint_sql.dialects import Comparison, JsonPath
 from checkpoint_sql.errors import InvalidFilterError
 from checkpoint_sql.stores.checks import json_value, preview

@@ -18,8 +18,8 @@ import sqlalchemy as sa
 from langgraph.store.base import MatchCondition
 
 from checkpoint_sql import dialects
+from checkpoint_sql.core.ids import TEXT_ID_MAX
 from checkpoint_sql.errors import InvalidNamespaceError
-from checkpoint_sql.ids import TEXT_ID_MAX
 from checkpoint_sql.stores.checks import preview
 from checkpoint_sql.stores.tables import NS_HEAD
 

@@ -20,8 +20,8 @@ from sqlalchemy.engine import Connection, Row
 from sqlalchemy.exc import IntegrityError
 
 from checkpoint_sql import dialects
+from checkpoint_sql.core.ids import key_of
 from checkpoint_sql.errors import SessionConflictError, SessionExistsError, SessionNotFoundError
-from checkpoint_sql.ids import key_of
 from checkpoint_sql.stores.checks import chunks
 from checkpoint_sql.stores.session_models import (
     PurgeResult,

@@ -16,11 +16,12 @@ from typing import Any
 from sqlalchemy.engine import URL, Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from checkpoint_sql import dialects, engines
-from checkpoint_sql.engines import EngineOptions
+from checkpoint_sql import dialects
+from checkpoint_sql.core import engines
+from checkpoint_sql.core.engines import EngineOptions
+from checkpoint_sql.core.ids import key_of
+from checkpoint_sql.core.tables import DEFAULT_PREFIX
 from checkpoint_sql.errors import InvalidArgumentError, ReadOnlyError
-from checkpoint_sql.ids import key_of
-from checkpoint_sql.schema import DEFAULT_PREFIX
 from checkpoint_sql.stores import session_ops, transcript
 from checkpoint_sql.stores.checks import Clock, count_arg, json_value, key_of_parts, text_arg, time_arg, utc_now
 from checkpoint_sql.stores.component import Call, Component, Target, same

@@ -16,8 +16,8 @@ from sqlalchemy.engine import URL, Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from checkpoint_sql import dialects
-from checkpoint_sql.engines import EngineOptions
-from checkpoint_sql.schema import DEFAULT_PREFIX
+from checkpoint_sql.core.engines import EngineOptions
+from checkpoint_sql.core.tables import DEFAULT_PREFIX
 from checkpoint_sql.stores.checks import Clock, json_value, key_of_parts, seconds_arg, text_arg, utc_now
 from checkpoint_sql.stores.component import Call, Component, Target, same
 from checkpoint_sql.stores.tables import StoreTables

@@ -32,11 +32,11 @@ from langgraph.store.base import (
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from checkpoint_sql import bounds
-from checkpoint_sql.engines import EngineOptions
+from checkpoint_sql.core import bounds
+from checkpoint_sql.core.engines import EngineOptions
+from checkpoint_sql.core.leases import Lease
+from checkpoint_sql.core.tables import DEFAULT_PREFIX
 from checkpoint_sql.errors import ConfigurationError, InvalidArgumentError
-from checkpoint_sql.leases import Lease
-from checkpoint_sql.schema import DEFAULT_PREFIX
 from checkpoint_sql.stores import namespaces, store_ops, vectors
 from checkpoint_sql.stores.checks import Clock, count_arg, json_object, preview, text_arg, utc_now
 from checkpoint_sql.stores.component import Call, Component, Target, same

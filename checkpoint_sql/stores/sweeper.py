@@ -3,7 +3,7 @@ asyncio task (async ones), started and stopped explicitly like LangGraph's store
 TTL sweepers. A failed sweep is logged and retried at the next interval: a dropped
 connection must not end the sweeper.
 
-Replicas take turns through a lease (`checkpoint_sql.leases`): a tick first takes
+Replicas take turns through a lease (`checkpoint_sql.core.leases`): a tick first takes
 it and skips the sweep when another process holds it; a finished sweep keeps it for
 one interval, so the fleet sweeps about once per interval, and a crashed holder's
 lease simply expires."""
@@ -17,7 +17,7 @@ import logging
 import threading
 from collections.abc import Awaitable, Callable
 
-from checkpoint_sql.leases import Lease
+from checkpoint_sql.core.leases import Lease
 
 logger = logging.getLogger("checkpoint_sql.stores")
 

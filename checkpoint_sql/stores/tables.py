@@ -21,7 +21,7 @@ kept in unindexed columns for reading back.
   per-session sequence number, the optimistic-concurrency version of the session row.
 * ``short_memory``: `ShortMemoryStore`.
 * ``store_leases``: who runs the TTL sweep now, so replicas take turns
-  (`checkpoint_sql.leases`).
+  (`checkpoint_sql.core.leases`).
 """
 
 from __future__ import annotations
@@ -32,8 +32,8 @@ from typing import Any
 import sqlalchemy as sa
 
 from checkpoint_sql import dialects
-from checkpoint_sql.migrate import MigrationTarget
-from checkpoint_sql.schema import check_prefix, lease_table
+from checkpoint_sql.core.migrate import MigrationTarget
+from checkpoint_sql.core.tables import check_prefix, lease_table
 
 NS_HEAD = 512
 """Bytes of a namespace kept in its indexed column; longer namespaces are matched on the

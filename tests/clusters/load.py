@@ -17,7 +17,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from checkpoint_sql import RetryingSaver, RetryPolicy, SQLSaver, SQLStore, migrate
+from checkpoint_sql import RetryingSaver, RetryPolicy, SQLSaver, SQLStore
+from checkpoint_sql.core import migrate
 from tests.graphs import agent_graph, question
 from tests.test_retry_faults import QUESTION, Outcome, run_to_end
 
@@ -72,11 +73,11 @@ class RetryLog(logging.Handler):
             self.errors.add(str(error)[:120])
 
     def __enter__(self) -> RetryLog:
-        logging.getLogger("checkpoint_sql.retry").addHandler(self)
+        logging.getLogger("checkpoint_sql.retry.policy").addHandler(self)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        logging.getLogger("checkpoint_sql.retry").removeHandler(self)
+        logging.getLogger("checkpoint_sql.retry.policy").removeHandler(self)
 
 
 def run_threads(saver: Any, thread_ids: Sequence[str], *, workers: int, tools: Any = None) -> dict[str, Outcome]:

@@ -26,8 +26,9 @@ import pytest
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.types import Command
 
-from checkpoint_sql import RetryingSaver, SQLSaver, migrate
-from checkpoint_sql.transient import is_transient
+from checkpoint_sql import RetryingSaver, SQLSaver
+from checkpoint_sql.core import migrate
+from checkpoint_sql.retry.transient import is_transient
 from tests.cli_helpers import run
 from tests.clusters.load import (
     PATIENT,

@@ -1,3 +1,3 @@
-from checkpoint_sql.migrate import run_environment
+from checkpoint_sql.core.migrate import run_environment
 
 run_environment()

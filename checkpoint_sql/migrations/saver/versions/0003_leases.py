@@ -1,7 +1,7 @@
 """A lease table, so that replicas running the retention sweeper take turns.
 
 One row per kind of job (``retention``): who holds the lease and until when, on the
-database server's clock. See `checkpoint_sql.leases`.
+database server's clock. See `checkpoint_sql.core.leases`.
 
 Revision ID: 0003
 Revises: 0002

@@ -2,7 +2,7 @@
 
 A blob row whose ``manifest`` is NULL holds its value whole, as every row written
 before this revision does; those keep reading as they always did, and new writes cut
-msgpack arrays into parts (`checkpoint_sql.elements`). Downgrading first joins every
+msgpack arrays into parts (`checkpoint_sql.saver.elements`). Downgrading first joins every
 split value back into its blob row, so that the code of 0003 reads it whole.
 
 Revision ID: 0004
@@ -64,7 +64,7 @@ def _join_split_values(prefix: str, schema: str | None) -> None:
     the parts alone would leave only the msgpack array headers.
 
     The manifest format is decoded here as this revision wrote it, not through
-    `checkpoint_sql.elements`, which a later revision may change. One namespace's
+    `checkpoint_sql.saver.elements`, which a later revision may change. One namespace's
     parts are held in memory at a time.
     """
     bind = op.get_bind()

@@ -21,8 +21,8 @@ from langgraph.types import Command, interrupt
 from rich.console import Console
 
 from checkpoint_sql.admin import history
-from checkpoint_sql.ids import key_of
-from checkpoint_sql.saver import SQLSaver
+from checkpoint_sql.core.ids import key_of
+from checkpoint_sql.saver.sql_saver import SQLSaver
 
 WEATHER = {"paris": "14°C, light rain", "tokyo": "22°C, clear", "oslo": "3°C, snow"}
 

@@ -13,12 +13,12 @@ from typing import Any
 
 from sqlalchemy.engine import Connection
 
-from checkpoint_sql import operations
+from checkpoint_sql.core.ids import key_of
+from checkpoint_sql.core.links import Link
+from checkpoint_sql.core.prepared import Prepared
 from checkpoint_sql.errors import ThreadExistsError
-from checkpoint_sql.ids import key_of
-from checkpoint_sql.links import Link
-from checkpoint_sql.prepared import Prepared
-from checkpoint_sql.statements import ROWS_PER_INSERT, RowsInsert, SaverStatements
+from checkpoint_sql.saver import operations
+from checkpoint_sql.saver.statements import ROWS_PER_INSERT, RowsInsert, SaverStatements
 
 
 @dataclass

@@ -22,17 +22,19 @@ from rich.table import Table
 from rich.text import Text
 from sqlalchemy.exc import SQLAlchemyError
 
-from checkpoint_sql import dialects, engines, migrate, transfer
-from checkpoint_sql.admin import checkpoints, doctor, history, prune, schema_status, thread_stats, threads
+from checkpoint_sql import dialects
+from checkpoint_sql.admin import checkpoints, doctor, history, prune, schema_status, thread_stats, threads, transfer
+from checkpoint_sql.admin.langgraph_import import import_langgraph
 from checkpoint_sql.admin.output import Declined, Output
-from checkpoint_sql.database import Database
-from checkpoint_sql.engines import URL_ENV_VAR, default_sqlite_path
+from checkpoint_sql.core import engines, migrate
+from checkpoint_sql.core.database import Database
+from checkpoint_sql.core.engines import URL_ENV_VAR, default_sqlite_path
+from checkpoint_sql.core.ids import key_of, thread_id_of
+from checkpoint_sql.core.tables import DEFAULT_PREFIX
 from checkpoint_sql.errors import CheckpointSQLError, ConfigurationError, SchemaNotReadyError, ThreadNotFoundError
-from checkpoint_sql.ids import key_of, thread_id_of
-from checkpoint_sql.langgraph_import import import_langgraph
-from checkpoint_sql.retention import RetentionReport, parse_duration
-from checkpoint_sql.saver import SQLSaver, _checked_filter
-from checkpoint_sql.schema import DEFAULT_PREFIX, saver_tables
+from checkpoint_sql.saver.retention import RetentionReport, parse_duration
+from checkpoint_sql.saver.schema import saver_tables
+from checkpoint_sql.saver.sql_saver import SQLSaver, _checked_filter
 
 
 class _Parser(argparse.ArgumentParser):
@@ -202,7 +204,7 @@ def _snapshot(saver: SQLSaver) -> bool:
 
 
 def _demo(args: argparse.Namespace, out: Output) -> int:
-    from checkpoint_sql import demo
+    from checkpoint_sql.admin import demo
 
     demo.run(args.url, thread_id=args.thread, console=out.console)
     return 0

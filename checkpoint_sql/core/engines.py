@@ -23,7 +23,7 @@ from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from checkpoint_sql import cluster
+from checkpoint_sql.core import cluster
 from checkpoint_sql.errors import ConfigurationError
 
 URL_ENV_VAR = "CHECKPOINT_SQL_URL"
@@ -154,7 +154,7 @@ class EngineOptions:
     prepare_threshold: int | None = 5
     """psycopg's server-side prepare threshold; ``None`` disables prepared statements,
     which PgBouncer in transaction mode requires. ``prepare_threshold=none`` in the URL
-    overrides it (see `checkpoint_sql.cluster`)."""
+    overrides it (see `checkpoint_sql.core.cluster`)."""
     pool_size: int = 5
     max_overflow: int = 10
     pool_recycle: int = 3600

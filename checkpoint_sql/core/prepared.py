@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
 from sqlalchemy.sql.compiler import SQLCompiler
 
-from checkpoint_sql.links import Link
+from checkpoint_sql.core.links import Link
 
 Params = Mapping[str, Any]
 

@@ -44,9 +44,9 @@ from langgraph.checkpoint.base import (
 from sqlalchemy.engine import URL
 
 from checkpoint_sql.errors import ConfigurationError, ThreadExistsError
-from checkpoint_sql.retry import LOGGER, RetryPolicy
-from checkpoint_sql.saver import SQLSaver
-from checkpoint_sql.transient import Classifier
+from checkpoint_sql.retry.policy import LOGGER, RetryPolicy
+from checkpoint_sql.retry.transient import Classifier
+from checkpoint_sql.saver.sql_saver import SQLSaver
 
 V = TypeVar("V", int, float, str)
 
@@ -63,7 +63,7 @@ class RetryingSaver(BaseCheckpointSaver[V]):
             ...). Its serializer is used as is.
         max_retries, base_delay, max_delay, jitter, is_transient, logger: the
             `RetryPolicy` settings (3 retries, 0.5 s doubling, at most 8 s apart, up
-            to 0.25 s of jitter, the default classifier, ``checkpoint_sql.retry``).
+            to 0.25 s of jitter, the default classifier, ``checkpoint_sql.retry.policy``).
         policy: a ready `RetryPolicy` instead, e.g. the one the companion stores use;
             then leave the individual settings out.
 

@@ -24,7 +24,7 @@ from sqlalchemy.engine import Connection
 
 from checkpoint_sql import dialects
 
-_MIGRATIONS = Path(__file__).parent / "migrations"
+_MIGRATIONS = Path(__file__).parent.parent / "migrations"
 
 
 @dataclass(frozen=True)

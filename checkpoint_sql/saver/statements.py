@@ -19,8 +19,8 @@ import sqlalchemy as sa
 from sqlalchemy import bindparam, tuple_
 
 from checkpoint_sql import dialects
-from checkpoint_sql.prepared import Prepared
-from checkpoint_sql.schema import SaverTables
+from checkpoint_sql.core.prepared import Prepared
+from checkpoint_sql.saver.schema import SaverTables
 
 CHUNK = 500
 """Most keys bound in one IN (...); SQLite and psycopg cap parameters per statement."""

@@ -19,7 +19,7 @@ any engine, as long as the target saver uses a serializer that reads those type 
 (the same one, or the same encryption key). A reader refuses a newer major version
 and ignores keys it does not know, so later versions may add fields.
 
-Version 2 carries lists stored element by element (`checkpoint_sql.elements`) in
+Version 2 carries lists stored element by element (`checkpoint_sql.saver.elements`) in
 that form, so that an export of a long conversation holds each message once rather
 than once per checkpoint:
 
@@ -52,14 +52,15 @@ import sqlalchemy as sa
 from sqlalchemy import bindparam
 from sqlalchemy.engine import Connection
 
-from checkpoint_sql import codec, dialects, elements
-from checkpoint_sql.bulk import Inserts, ThreadRows, insert_thread
-from checkpoint_sql.calls import Progress
+from checkpoint_sql import dialects
+from checkpoint_sql.admin.bulk import Inserts, ThreadRows, insert_thread
+from checkpoint_sql.core.calls import Progress
+from checkpoint_sql.core.ids import checkpoint_id_of, key_of, thread_id_of
 from checkpoint_sql.errors import InvalidArgumentError, MissingPartsError, ThreadNotFoundError
-from checkpoint_sql.ids import checkpoint_id_of, key_of, thread_id_of
-from checkpoint_sql.saver import SQLSaver
-from checkpoint_sql.schema import SaverTables
-from checkpoint_sql.statements import SaverStatements
+from checkpoint_sql.saver import codec, elements
+from checkpoint_sql.saver.schema import SaverTables
+from checkpoint_sql.saver.sql_saver import SQLSaver
+from checkpoint_sql.saver.statements import SaverStatements
 
 FORMAT = "checkpoint-sql-export"
 VERSION = 2

@@ -14,9 +14,11 @@ from typing import Any
 
 from langchain_core.runnables import RunnableConfig
 
-from checkpoint_sql.bounds import check_string
+from checkpoint_sql.core.bounds import check_string
 from checkpoint_sql.errors import CheckpointSQLError, InvalidConfigError
-from checkpoint_sql.schema import CHECKPOINT_ID_MAX
+
+CHECKPOINT_ID_MAX = 64
+"""Longest checkpoint id accepted; LangGraph\'s are 36-character uuid6 strings."""
 
 TEXT_ID_MAX = 65_536
 """Longest thread id or namespace accepted, in characters. They are keyed by hash, so

@@ -3,13 +3,13 @@
 `RetentionSweeper` calls `SQLSaver.retain` with one policy at a fixed interval: on a
 daemon thread (`start` / `stop`, or ``with``), or as a task of the running event
 loop (`astart` / `astop`, or ``async with``). The first sweep runs at start. A
-failed sweep is logged (logger ``checkpoint_sql.retention``) and kept in
+failed sweep is logged (logger ``checkpoint_sql.saver.retention``) and kept in
 `last_error`, and the next one runs on schedule: a database that is briefly down
 must not end retention for the life of the process. Stopping takes effect between
 two threads of a sweep, so it never waits for a whole sweep, and never abandons a
 thread's transaction half-way.
 
-Replicas cooperate through a lease (`checkpoint_sql.leases`, the ``retention`` row of
+Replicas cooperate through a lease (`checkpoint_sql.core.leases`, the ``retention`` row of
 ``<prefix>leases``): a sweep first takes the lease, and a sweeper that finds it held
 by another process skips that sweep (`skipped`) instead of queueing behind it.
 While sweeping, a heartbeat renews the lease every third of `lease_ttl`; a holder
@@ -30,14 +30,14 @@ from datetime import timedelta
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+from checkpoint_sql.core.leases import Lease
 from checkpoint_sql.errors import ConfigurationError
-from checkpoint_sql.leases import Lease
-from checkpoint_sql.retention import Override, RetentionPolicy, RetentionReport, Veto
+from checkpoint_sql.saver.retention import Override, RetentionPolicy, RetentionReport, Veto
 
 if TYPE_CHECKING:
-    from checkpoint_sql.saver import SQLSaver
+    from checkpoint_sql.saver.sql_saver import SQLSaver
 
-log = logging.getLogger("checkpoint_sql.retention")
+log = logging.getLogger("checkpoint_sql.saver.retention")
 
 
 LEASE_NAME = "retention"

@@ -23,8 +23,8 @@ from sqlalchemy.engine import URL, Engine
 from sqlalchemy.ext.asyncio import AsyncEngine
 from typing_extensions import Self
 
-from checkpoint_sql.database import Database
-from checkpoint_sql.engines import EngineOptions
+from checkpoint_sql.core.database import Database
+from checkpoint_sql.core.engines import EngineOptions
 
 R = TypeVar("R")
 T = TypeVar("T")

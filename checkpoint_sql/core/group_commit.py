@@ -31,7 +31,7 @@ from typing import Any
 
 from sqlalchemy.engine import Connection
 
-from checkpoint_sql.links import Link
+from checkpoint_sql.core.links import Link
 
 
 @dataclass(eq=False)

@@ -16,14 +16,14 @@ from typing import Any, TypeVar
 
 from sqlalchemy.engine import Connection
 
-from checkpoint_sql import codec, elements
-from checkpoint_sql.codec import Loaded, Parts, Row
-from checkpoint_sql.elements import PartCache
+from checkpoint_sql.core.ids import Address
+from checkpoint_sql.core.links import Link
+from checkpoint_sql.core.prepared import Prepared
 from checkpoint_sql.errors import MissingPartsError, ThreadExistsError, ThreadNotFoundError
-from checkpoint_sql.ids import Address
-from checkpoint_sql.links import Link
-from checkpoint_sql.prepared import Prepared
-from checkpoint_sql.statements import CHUNK, PART_BUCKETS, SaverStatements
+from checkpoint_sql.saver import codec, elements
+from checkpoint_sql.saver.codec import Loaded, Parts, Row
+from checkpoint_sql.saver.elements import PartCache
+from checkpoint_sql.saver.statements import CHUNK, PART_BUCKETS, SaverStatements
 
 T = TypeVar("T")
 

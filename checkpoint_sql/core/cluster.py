@@ -139,9 +139,3 @@ def _ready(connection: Any, sync_wait: int) -> bool:
         return True
     finally:
         cursor.close()
-
-
-def is_galera(conn: sa.Connection) -> bool:
-    """Whether `conn` is a session on a Galera node (wsrep replication on)."""
-    row = conn.exec_driver_sql("SHOW VARIABLES LIKE 'wsrep_on'").first()
-    return row is not None and str(row[1]).upper() == "ON"

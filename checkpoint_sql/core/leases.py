@@ -24,11 +24,11 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from checkpoint_sql import dialects
-from checkpoint_sql.calls import Call
-from checkpoint_sql.database import Database
+from checkpoint_sql.core.calls import Call
+from checkpoint_sql.core.database import Database
+from checkpoint_sql.core.tables import LEASE_HOLDER_MAX as HOLDER_MAX
+from checkpoint_sql.core.tables import LEASE_NAME_MAX as NAME_MAX
 from checkpoint_sql.errors import ConfigurationError
-from checkpoint_sql.schema import LEASE_HOLDER_MAX as HOLDER_MAX
-from checkpoint_sql.schema import LEASE_NAME_MAX as NAME_MAX
 
 
 def default_holder() -> str:

@@ -12,14 +12,14 @@ and the host application's own tables:
   once, by the checkpoint whose put bumped that version; later checkpoints that did
   not change the channel point at the same row through their channel versions.
   A list the serializer wrote as a msgpack array is stored cut into its elements
-  (`checkpoint_sql.elements`): its row keeps the array header in ``blob`` and a
+  (`checkpoint_sql.saver.elements`): its row keeps the array header in ``blob`` and a
   manifest of the parts' digests in ``manifest``.
 * ``parts``: the elements (and pages of digests) of such lists, each stored once per
   (thread, namespace, digest), so a new version of a growing list stores what it adds.
 * ``writes``: pending writes. No foreign key to ``checkpoints``: LangGraph may commit
   the writes of step N+1 before the checkpoint they belong to.
 * ``leases``: who runs the retention sweep now, so replicas take turns
-  (`checkpoint_sql.leases`).
+  (`checkpoint_sql.core.leases`).
 
 Threads and namespaces are keyed by a 16-byte hash of their text (see `ids.key_of`) so
 that ids of any length fit in an index on every engine; the text itself is kept in
@@ -29,27 +29,21 @@ exactly these tables (a test compares them).
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 import sqlalchemy as sa
 
 from checkpoint_sql import dialects
-from checkpoint_sql.errors import ConfigurationError
-from checkpoint_sql.migrate import MigrationTarget
+from checkpoint_sql.core.ids import CHECKPOINT_ID_MAX
+from checkpoint_sql.core.migrate import MigrationTarget
+from checkpoint_sql.core.tables import DEFAULT_PREFIX, check_prefix, lease_table
 
-DEFAULT_PREFIX = "cpsql_"
-
-CHECKPOINT_ID_MAX = 64
-"""Longest checkpoint id accepted; LangGraph's are 36-character uuid6 strings."""
 VERSION_MAX = 128
 """Longest channel version accepted; LangGraph's string versions are about 52 characters."""
 NAME_MAX = 255
 """Longest channel name or task id accepted; they are keys, unlike thread ids."""
 TYPE_MAX = 64
 """Longest serde type tag (e.g. ``msgpack+aes``)."""
-
-_PREFIX = re.compile(r"[a-z][a-z0-9_]{0,29}")
 
 
 @dataclass(frozen=True)
@@ -68,16 +62,6 @@ class SaverTables:
     @property
     def migrations(self) -> MigrationTarget:
         return MigrationTarget("saver", self.prefix, self.schema, self.metadata)
-
-
-def check_prefix(prefix: str) -> str:
-    """A table prefix must be a plain lower-case identifier (it is spliced into DDL)."""
-    if not isinstance(prefix, str) or not _PREFIX.fullmatch(prefix):
-        raise ConfigurationError(
-            f"table_prefix must match {_PREFIX.pattern!r} (lower-case letters, digits, "
-            f"underscores; at most 30 characters), not {prefix!r}"
-        )
-    return prefix
 
 
 def saver_tables(prefix: str = DEFAULT_PREFIX, schema: str | None = None) -> SaverTables:
@@ -138,21 +122,3 @@ def saver_tables(prefix: str = DEFAULT_PREFIX, schema: str | None = None) -> Sav
     )
     leases = lease_table(md, f"{prefix}leases")
     return SaverTables(md, checkpoints, blobs, writes, prefix, schema, leases, parts)
-
-
-LEASE_NAME_MAX = 64
-LEASE_HOLDER_MAX = 255
-
-
-def lease_table(metadata: sa.MetaData, name: str) -> sa.Table:
-    """A lease table (`checkpoint_sql.leases`): one row per kind of job, naming who
-    holds it and until when (microseconds since the epoch, on the server's clock).
-    The saver's and the stores' migration histories each create one."""
-    return sa.Table(
-        name,
-        metadata,
-        sa.Column("name", dialects.ascii_key(LEASE_NAME_MAX), primary_key=True),
-        sa.Column("holder", dialects.unicode_key(LEASE_HOLDER_MAX), nullable=False),
-        sa.Column("acquired_us", sa.BigInteger(), nullable=False),
-        sa.Column("expires_us", sa.BigInteger(), nullable=False),
-    )

@@ -39,15 +39,16 @@ from langgraph.checkpoint.serde.base import SerializerProtocol
 from sqlalchemy import bindparam
 from sqlalchemy.engine import Connection
 
-from checkpoint_sql import codec, dialects, elements
-from checkpoint_sql.bulk import Inserts, ThreadRows, insert_thread
-from checkpoint_sql.calls import Progress
-from checkpoint_sql.database import Database
+from checkpoint_sql import dialects
+from checkpoint_sql.admin.bulk import Inserts, ThreadRows, insert_thread
+from checkpoint_sql.admin.lineage import TASKS
+from checkpoint_sql.core.calls import Progress
+from checkpoint_sql.core.database import Database
+from checkpoint_sql.core.ids import key_of, thread_id_of
 from checkpoint_sql.errors import ConfigurationError, ThreadExistsError, ThreadNotFoundError
-from checkpoint_sql.ids import key_of, thread_id_of
-from checkpoint_sql.lineage import TASKS
-from checkpoint_sql.saver import SQLSaver
-from checkpoint_sql.statements import SaverStatements
+from checkpoint_sql.saver import codec, elements
+from checkpoint_sql.saver.sql_saver import SQLSaver
+from checkpoint_sql.saver.statements import SaverStatements
 
 _WRITE_COLUMNS = ("checkpoint_ns", "checkpoint_id", "task_id", "idx", "channel", "type")
 

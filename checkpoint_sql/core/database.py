@@ -28,9 +28,10 @@ from sqlalchemy.exc import DataError, DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.util import greenlet_spawn
 
-from checkpoint_sql import dialects, engines, group_commit
+from checkpoint_sql import dialects
+from checkpoint_sql.core import engines, group_commit
+from checkpoint_sql.core.links import HeldConnections, Link
 from checkpoint_sql.errors import ConfigurationError, EngineUnreachableError, InvalidArgumentError, SchemaNotReadyError
-from checkpoint_sql.links import HeldConnections, Link
 
 T = TypeVar("T")
 Target = str | URL | Engine | AsyncEngine | None

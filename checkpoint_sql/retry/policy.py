@@ -11,7 +11,7 @@ Whether repeating it is *harmless* (it may have committed just before the connec
 dropped) is for the operation to guarantee; see `RetryingSaver` for the saver's.
 
 Backoff, stop condition and the sleep hook are tenacity's; the classification of errors
-is ours (`checkpoint_sql.transient`).
+is ours (`checkpoint_sql.retry.transient`).
 """
 
 from __future__ import annotations
@@ -27,13 +27,13 @@ from typing import Any, TypeVar
 import tenacity
 from sqlalchemy import exc as sa_exc
 
-from checkpoint_sql import transient
-from checkpoint_sql.engines import mask
+from checkpoint_sql.core.engines import mask
 from checkpoint_sql.errors import ConfigurationError, RetryExhaustedError
+from checkpoint_sql.retry import transient
 
 T = TypeVar("T")
 
-LOGGER = logging.getLogger("checkpoint_sql.retry")
+LOGGER = logging.getLogger("checkpoint_sql.retry.policy")
 
 
 class Backoff(tenacity.wait.wait_base):
@@ -62,9 +62,9 @@ class RetryPolicy:
         max_delay: the longest wait between two attempts, jitter included.
         jitter: up to this many seconds are added at random to each wait.
         is_transient: an extra classifier, consulted in addition to the default
-            `checkpoint_sql.transient.is_transient`: an error is retried when either
+            `checkpoint_sql.retry.transient.is_transient`: an error is retried when either
             says so (e.g. ``lambda e: isinstance(e, MyPoolTimeout)``).
-        logger: where each retry is reported at WARNING; ``checkpoint_sql.retry`` by default.
+        logger: where each retry is reported at WARNING; ``checkpoint_sql.retry.policy`` by default.
         sleep, asleep: the sync and async sleep tenacity calls between attempts.
     """
 

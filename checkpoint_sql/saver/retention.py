@@ -36,12 +36,13 @@ import sqlalchemy as sa
 from sqlalchemy import bindparam
 from sqlalchemy.engine import Connection
 
-from checkpoint_sql import bounds, codec, operations
-from checkpoint_sql.calls import Call, Job, Progress
+from checkpoint_sql.core import bounds
+from checkpoint_sql.core.calls import Call, Job, Progress
+from checkpoint_sql.core.ids import key_of, thread_id_of
 from checkpoint_sql.errors import InvalidArgumentError
-from checkpoint_sql.ids import key_of, thread_id_of
-from checkpoint_sql.schema import SaverTables
-from checkpoint_sql.statements import SaverStatements
+from checkpoint_sql.saver import codec, operations
+from checkpoint_sql.saver.schema import SaverTables
+from checkpoint_sql.saver.statements import SaverStatements
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}
 _DURATION = re.compile(r"(?:(\d+)([smhdw]))+?")

@@ -29,19 +29,22 @@ from langgraph.checkpoint.serde.base import SerializerProtocol
 from sqlalchemy.engine import URL, Engine
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from checkpoint_sql import bounds, codec, dialects, elements, migrate, operations, retention
-from checkpoint_sql.calls import Call, DatabaseClient, Progress, adrive, drive, same
-from checkpoint_sql.database import Database
-from checkpoint_sql.engines import EngineOptions
+from checkpoint_sql import dialects
+from checkpoint_sql.core import bounds, migrate
+from checkpoint_sql.core.calls import Call, DatabaseClient, Progress, adrive, drive, same
+from checkpoint_sql.core.database import Database
+from checkpoint_sql.core.engines import EngineOptions
+from checkpoint_sql.core.ids import address_of, key_of, thread_id_of
+from checkpoint_sql.core.tables import DEFAULT_PREFIX
 from checkpoint_sql.errors import (
     InvalidArgumentError,
     InvalidConfigError,
     InvalidFilterError,
     UnknownCheckpointError,
 )
-from checkpoint_sql.ids import address_of, key_of, thread_id_of
-from checkpoint_sql.schema import DEFAULT_PREFIX, SaverTables, saver_tables
-from checkpoint_sql.statements import ListShape, SaverStatements
+from checkpoint_sql.saver import codec, elements, operations, retention
+from checkpoint_sql.saver.schema import SaverTables, saver_tables
+from checkpoint_sql.saver.statements import ListShape, SaverStatements
 
 R = TypeVar("R")
 T = TypeVar("T")
@@ -556,7 +559,7 @@ class SQLSaver(BaseCheckpointSaver[str], DatabaseClient):
         DeltaChannel chains of kept checkpoints are never cut. One transaction per
         thread; `dry_run` only reports. `override` picks a thread's own policy (or
         `EXEMPT`) from its latest metadata; `veto` may refuse a thread's deletion.
-        See `checkpoint_sql.retention`."""
+        See `checkpoint_sql.saver.retention`."""
         policy = retention.RetentionPolicy.of(keep_last, older_than)
         job = retention.job(self._st, policy, threads, dry_run=dry_run, progress=progress, override=override, veto=veto)
         forget = self._forgetting(None)

@@ -27,8 +27,6 @@ from sqlalchemy.sql.dml import Insert
 from sqlalchemy.sql.functions import FunctionElement
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
-from checkpoint_sql import cluster
-
 Family = Literal["sqlite", "postgresql", "mysql"]
 
 _MYSQL = ("mysql", "mariadb")
@@ -381,7 +379,7 @@ def migration_lock(family: Family, conn: Connection, name: str) -> Iterator[None
     if family == "postgresql":
         conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:name))"), {"name": name})
         yield
-    elif family == "mysql" and cluster.is_galera(conn):
+    elif family == "mysql" and is_galera(conn):
         with _galera_migration_lock(conn, name[:64]):
             yield
     elif family == "mysql":
@@ -867,7 +865,7 @@ def reads_need_snapshot(family: Family) -> bool:
 def server_now_us(family: Family) -> sa.ColumnElement[int]:
     """The database's clock in microseconds since the Unix epoch, UTC, as SQL.
 
-    Leases (`checkpoint_sql.leases`) compare expiry times written by processes on
+    Leases (`checkpoint_sql.core.leases`) compare expiry times written by processes on
     several hosts; reading one clock, the server's, keeps a host whose clock is off
     from taking a lease early. SQLite's clock is the host's, the only one there is.
     """
@@ -878,3 +876,9 @@ def server_now_us(family: Family) -> sa.ColumnElement[int]:
     else:
         seconds = (sa.func.julianday("now") - 2440587.5) * 86400.0
     return sa.cast(seconds * 1_000_000, sa.BigInteger)
+
+
+def is_galera(conn: sa.Connection) -> bool:
+    """Whether `conn` is a session on a Galera node (wsrep replication on)."""
+    row = conn.exec_driver_sql("SHOW VARIABLES LIKE 'wsrep_on'").first()
+    return row is not None and str(row[1]).upper() == "ON"

@@ -33,12 +33,13 @@ from langgraph.checkpoint.base import (
 )
 from langgraph.checkpoint.serde.base import SerializerProtocol
 
-from checkpoint_sql import bounds, elements
+from checkpoint_sql.core import bounds
+from checkpoint_sql.core.ids import Address, checkpoint_id_of
 from checkpoint_sql.dialects import canonical_json
 from checkpoint_sql.errors import InvalidArgumentError, SerializationError
-from checkpoint_sql.ids import Address, checkpoint_id_of
-from checkpoint_sql.schema import NAME_MAX, TYPE_MAX, VERSION_MAX
-from checkpoint_sql.statements import (
+from checkpoint_sql.saver import elements
+from checkpoint_sql.saver.schema import NAME_MAX, TYPE_MAX, VERSION_MAX
+from checkpoint_sql.saver.statements import (
     BLOB_COLUMNS,
     CHECKPOINT_COLUMNS,
     PART_BLOB,

@@ -1,0 +1,2 @@
+"""Retrying transient database faults: which errors are transient (per engine), the
+backoff policy, and the saver wrapped in it."""
