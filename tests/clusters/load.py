@@ -1,7 +1,7 @@
 """Load the cluster tests put on a database: several processes calling `setup()` at
 once, and bounded batches of concurrent graph runs (in this process, or in processes of
 their own: ``python -m tests.clusters.load URL PREFIX RUNS``) whose outcome is compared
-with the same run on `InMemorySaver` (`tests.test_retry_faults.reference`).
+with the same run on `InMemorySaver` (`tests.retry.test_faults.reference`).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from typing import Any
 from checkpoint_sql import RetryingSaver, RetryPolicy, SQLSaver, SQLStore
 from checkpoint_sql.core import migrate
 from tests.graphs import agent_graph, question
-from tests.test_retry_faults import QUESTION, Outcome, run_to_end
+from tests.retry.test_faults import QUESTION, Outcome, run_to_end
 
 PATIENT = RetryPolicy(max_retries=40, base_delay=0.05, max_delay=0.5, jitter=0.05)
 """Patient enough to outlast a failover or a node rejoining (about 20 s), quick to retry."""

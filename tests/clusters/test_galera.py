@@ -41,8 +41,8 @@ from tests.clusters.load import (
 from tests.clusters.servers import GaleraCluster, GaleraNode
 from tests.graphs import agent_graph, question
 from tests.helpers import checkpoint, config
-from tests.test_graphs import shape
-from tests.test_retry_faults import QUESTION, reference
+from tests.retry.test_faults import QUESTION, reference
+from tests.saver.test_graphs import shape
 
 TABLES = ("cpsql_checkpoints", "cpsql_blobs", "cpsql_writes")
 PROCESSES, RUNS_EACH = 4, 6

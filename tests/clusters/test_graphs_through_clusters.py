@@ -1,4 +1,4 @@
-"""The graph scenarios of `tests/test_graphs.py` (resume in a new saver, interrupts,
+"""The graph scenarios of `tests/saver/test_graphs.py` (resume in a new saver, interrupts,
 replay, forks, subgraphs, durability modes, encryption, delta channels), both APIs,
 through PgBouncer in transaction mode and through a Galera cluster."""
 
@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.test_graphs import (
+from tests.saver.test_graphs import (
     api,
     test_a_run_that_crashed_resumes_in_a_new_saver_instance,
     test_a_subgraph_keeps_its_checkpoints_in_its_namespace_and_resumes,

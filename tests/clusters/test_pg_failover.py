@@ -26,7 +26,7 @@ from tests.clusters.conftest import failover_pair
 from tests.clusters.load import PATIENT, RetryLog, arun_threads, run_threads
 from tests.clusters.servers import FAILOVER_PORTS, FailoverPair
 from tests.graphs import AgentState, Flaky
-from tests.test_retry_faults import reference
+from tests.retry.test_faults import reference
 
 RUNS = 10
 NOTICE = 1.0

@@ -2,7 +2,7 @@
 libpq pick the writable one (``target_session_attrs=read-write``), and operators
 inspect the standby, which serves reads only.
 
-The read-only commands of `tests/test_cli_read.py` (threads, history, show, diff,
+The read-only commands of `tests/admin/test_cli_read.py` (threads, history, show, diff,
 stats, migrate --show, doctor) run here against the *standby*, on lineages written
 through the multi-host URL.
 """
@@ -16,10 +16,7 @@ import pytest
 
 from checkpoint_sql import ReadOnlyError, SessionStore, SQLSaver
 from tests import lineages
-from tests.cli_helpers import run
-from tests.clusters.conftest import failover_pair
-from tests.clusters.servers import STANDBY_PORTS, FailoverPair
-from tests.test_cli_read import (
+from tests.admin.test_cli_read import (
     test_diff_says_which_channels_changed_and_how,
     test_doctor_and_migrate_show_report_a_healthy_current_schema,
     test_history_infers_the_next_nodes_langgraph_computes,
@@ -30,6 +27,9 @@ from tests.test_cli_read import (
     test_threads_lists_every_thread_with_its_figures,
     test_threads_sort_filter_and_paginate,
 )
+from tests.cli_helpers import run
+from tests.clusters.conftest import failover_pair
+from tests.clusters.servers import STANDBY_PORTS, FailoverPair
 
 __all__ = [
     "test_diff_says_which_channels_changed_and_how",

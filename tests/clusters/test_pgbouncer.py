@@ -17,7 +17,7 @@ from checkpoint_sql import ConfigurationError, RetryingSaver, SQLSaver
 from tests.cli_helpers import run
 from tests.clusters.load import arun_threads, components_at_head, run_threads, set_up_in_processes
 from tests.clusters.servers import PgBouncer
-from tests.test_retry_faults import reference
+from tests.retry.test_faults import reference
 
 NO_PREPARE = "?prepare_threshold=none"
 

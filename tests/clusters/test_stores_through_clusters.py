@@ -1,13 +1,13 @@
 """The companion stores through PgBouncer in transaction mode and through a Galera
-cluster: `SQLStore` against LangGraph's `InMemoryStore` (`tests/test_store_contract.py`)
+cluster: `SQLStore` against LangGraph's `InMemoryStore` (`tests/stores/test_store_contract.py`)
 and the `SessionStore` scenarios with concurrent writers, conflicts and read-only mode
-(`tests/test_sessions.py`)."""
+(`tests/stores/test_sessions.py`)."""
 
 from __future__ import annotations
 
 import pytest
 
-from tests.test_sessions import (
+from tests.stores.test_sessions import (
     clock,
     sessions,
     test_a_stale_writer_gets_a_conflict_and_stores_nothing,
@@ -16,7 +16,7 @@ from tests.test_sessions import (
     test_two_async_tasks_appending_to_one_session_lose_and_reorder_nothing,
     test_two_threads_appending_to_one_session_lose_and_reorder_nothing,
 )
-from tests.test_store_contract import (
+from tests.stores.test_store_contract import (
     driver,
     stores,
     test_convenience_methods_match_the_reference,

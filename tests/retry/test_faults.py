@@ -39,7 +39,7 @@ from tests.faults import ConnectionKiller, retries_logged, sqlite_write_lock, wi
 from tests.graphs import AgentState, Flaky, agent_graph, question
 from tests.helpers import checkpoint, config
 from tests.private_postgres import PrivatePostgres, server_binaries
-from tests.test_graphs import shape
+from tests.saver.test_graphs import shape
 
 QUESTION = "alpha beta gamma delta"
 """Four tool calls: nine super-steps, about twenty transactions per run."""

@@ -21,7 +21,7 @@ from langgraph.checkpoint.sqlite import SqliteSaver
 from checkpoint_sql import RetryingSaver, RetryPolicy, SQLSaver
 from tests.graphs import agent_graph, log_graph, question
 from tests.helpers import checkpoint, config, put_chain
-from tests.test_graphs import shape
+from tests.saver.test_graphs import shape
 
 
 async def conformance(factory: Any, capabilities: set[str] | None = None) -> tuple[set[str], int, list[str]]:

@@ -1,0 +1,1 @@
+"""Tests of the plumbing: connections, URLs, group commit, schema and setup."""

@@ -1,0 +1,1 @@
+"""Tests of retrying: the policy, the error classifier, real faults, what a retry repeats."""

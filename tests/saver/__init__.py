@@ -1,0 +1,1 @@
+"""Tests of the checkpoint saver: conformance, real graphs, behaviour, bad input, storage of lists, retention."""
