@@ -1,5 +1,5 @@
 import sys
 
-from checkpoint_sql.admin.cli import main
+from checkpoint_sql.admin import main
 
 sys.exit(main())

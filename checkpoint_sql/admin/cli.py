@@ -34,7 +34,7 @@ from checkpoint_sql.core.tables import DEFAULT_PREFIX
 from checkpoint_sql.errors import CheckpointSQLError, ConfigurationError, SchemaNotReadyError, ThreadNotFoundError
 from checkpoint_sql.saver.retention import RetentionReport, parse_duration
 from checkpoint_sql.saver.schema import saver_tables
-from checkpoint_sql.saver.sql_saver import SQLSaver, _checked_filter
+from checkpoint_sql.saver.sql_saver import SQLSaver, checked_filter
 
 
 class _Parser(argparse.ArgumentParser):
@@ -211,7 +211,7 @@ def _demo(args: argparse.Namespace, out: Output) -> int:
 
 
 def _threads(args: argparse.Namespace, out: Output) -> int:
-    filters = _checked_filter(dict(args.filter))
+    filters = checked_filter(dict(args.filter))
     query = threads.ThreadQuery(filters, args.sort, not args.asc, args.limit, args.offset)
     with _saver(args) as saver:
         statements = threads.ThreadStatements(saver.tables, saver.db.family, query)

@@ -192,7 +192,7 @@ def import_langgraph(
             translate = _from_postgres if layout.blobs is not None else _from_sqlite
             rows = translate(saver.serde, thread_id, checkpoints, blobs, writes)
             # A replaced thread's parts are deleted: the saver must not go on skipping them in puts.
-            forget = saver._forgetting([rows.thread_key])
+            forget = elements.forgetting([rows.thread_key])
             try:
                 saver.db.run(insert_thread, inserts, rows, replace, write=True)
             except ThreadExistsError:

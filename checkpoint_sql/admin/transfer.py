@@ -307,7 +307,7 @@ def import_threads(
     counts = Counts()
     for rows in records.threads():
         # A replaced thread's parts are deleted: the saver must not go on skipping them in puts.
-        forget = saver._forgetting([rows.thread_key])
+        forget = elements.forgetting([rows.thread_key])
         saver.db.run(insert_thread, inserts, rows, replace, write=True)
         forget(None)
         counts.add(rows)

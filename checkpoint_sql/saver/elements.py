@@ -28,6 +28,7 @@ from __future__ import annotations
 import hashlib
 import struct
 import threading
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -197,6 +198,8 @@ class PartCache:
         self._namespaces: OrderedDict[Namespace, _Known] = OrderedDict()
         self._bytes = 0
         self._lock = threading.Lock()
+        with _LIVE_LOCK:
+            _LIVE.add(self)
 
     def view(self, namespace: Namespace) -> View:
         """What `split` may take from this cache for a put in `namespace`."""
@@ -294,6 +297,33 @@ class PartCache:
         with self._lock:
             for namespace in [n for n in self._namespaces if thread_keys is None or n[0] in thread_keys]:
                 self._bytes -= self._namespaces.pop(namespace).size
+
+
+_LIVE: weakref.WeakSet[PartCache] = weakref.WeakSet()
+"""Every part cache alive in this process (see `forgetting`)."""
+_LIVE_LOCK = threading.Lock()
+
+
+def forgetting(thread_keys: Collection[bytes] | None) -> Callable[[object], None]:
+    """Drop these threads' entries (None: every thread's) from every part cache of
+    the process, now, and again through the returned callback once the deleting (or
+    overwriting) transaction is over: parts it removes must not be left out by a
+    later put.
+
+    Every cache, not only the deleting saver's: another saver of the process (a
+    sweeper's, a request handler's) may know the deleted parts, and would skip them in
+    its next put, leaving a checkpoint whose elements are gone. Savers on other
+    databases lose entries for nothing, which costs them re-sending a list once.
+    """
+    _forget_everywhere(thread_keys)
+    return lambda _: _forget_everywhere(thread_keys)
+
+
+def _forget_everywhere(thread_keys: Collection[bytes] | None) -> None:
+    with _LIVE_LOCK:
+        caches = list(_LIVE)
+    for cache in caches:
+        cache.forget_threads(thread_keys)
 
 
 @dataclass(slots=True)

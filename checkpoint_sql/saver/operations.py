@@ -167,7 +167,7 @@ def copy_thread(conn: Connection, st: SaverStatements, source: Address, target: 
 # --- deleting some checkpoints of a namespace -----------------------------------------
 
 
-def _forget(
+def delete_checkpoints(
     conn: Connection,
     st: SaverStatements,
     thread_key: bytes,
@@ -263,7 +263,7 @@ def delete_for_runs(conn: Connection, st: SaverStatements, run_ids: Sequence[str
         rest = [
             i for i in conn.execute(st.checkpoint_ids, {"tkey": thread_key, "nkey": ns_key}).scalars() if i not in ids
         ]
-        _forget(conn, st, thread_key, ns_key, sorted(ids), _rows(conn, st, thread_key, ns_key, rest))
+        delete_checkpoints(conn, st, thread_key, ns_key, sorted(ids), _rows(conn, st, thread_key, ns_key, rest))
 
 
 def prune_keep_latest(conn: Connection, st: SaverStatements, thread_key: bytes) -> None:
@@ -285,7 +285,7 @@ def prune_keep_latest(conn: Connection, st: SaverStatements, thread_key: bytes) 
             keep.update(walk.path[: max(walk.reach.values(), default=0)])
         doomed = [i for i in conn.execute(st.checkpoint_ids, here).scalars() if i not in keep]
         if doomed:
-            _forget(conn, st, thread_key, ns_key, doomed, _rows(conn, st, thread_key, ns_key, sorted(keep)))
+            delete_checkpoints(conn, st, thread_key, ns_key, doomed, _rows(conn, st, thread_key, ns_key, sorted(keep)))
 
 
 # --- delta channels --------------------------------------------------------------------

@@ -18,7 +18,7 @@ transaction then re-reads the thread and deletes only what was both approved and
 still beyond the policy. With an override every thread is visited, since any of
 them may have a policy of its own.
 
-Deleting goes through `operations._forget`, the saver's own rule: a deleted
+Deleting goes through `operations.delete_checkpoints`, the saver's own rule: a deleted
 checkpoint takes its pending writes with it, the blobs no survivor points at are
 garbage-collected, and survivors whose parent went become roots. Each thread is one
 transaction (a `calls.Job`), so a sweep over a large database never holds locks for long.
@@ -386,7 +386,7 @@ def _retain_thread(
         outcome.kept_for_delta = len(chain)
         outcomes.append(outcome)
         if not dry_run:
-            operations._forget(conn, st, thread_key, ns_key, sorted(doomed), kept)
+            operations.delete_checkpoints(conn, st, thread_key, ns_key, sorted(doomed), kept)
     return outcomes
 
 
@@ -429,7 +429,7 @@ def _measure(
     kept: Sequence[Mapping[str, Any]],
 ) -> NamespaceOutcome:
     """Count what deleting `doomed` frees: their bodies and writes, the blobs no kept
-    checkpoint points at (the rule `operations._forget` deletes by), and the list
+    checkpoint points at (the rule `operations.delete_checkpoints` deletes by), and the list
     parts no remaining blob then reaches (which `operations.collect_parts` deletes
     after them)."""
     here = {"tkey": thread_key, "nkey": ns_key}

@@ -9,8 +9,6 @@ the async engine (`calls.py`). The operations themselves live in `operations.py`
 from __future__ import annotations
 
 import random
-import threading
-import weakref
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
@@ -54,25 +52,6 @@ LIST_PAGE = 100
 
 PRUNE_STRATEGIES = ("keep_latest", "delete", "delete_all")
 """``delete_all`` is ``delete`` by the name the LangGraph Agent Server's fallback sends."""
-
-_PART_CACHES: weakref.WeakSet[elements.PartCache] = weakref.WeakSet()
-"""The part cache of every saver alive in this process (see `SQLSaver._forgetting`)."""
-_PART_CACHES_LOCK = threading.Lock()
-
-
-def _forget_parts(thread_keys: Sequence[bytes] | None) -> None:
-    """Drop these threads' entries (None: all) from every saver's part cache.
-
-    Every saver's, not only the deleting one's: another saver of the process (a
-    sweeper's, a request handler's) may know the deleted parts, and would skip them in
-    its next put, leaving a checkpoint whose elements are gone. Savers on other
-    databases lose entries for nothing, which costs them re-sending a list once.
-    """
-    with _PART_CACHES_LOCK:
-        caches = list(_PART_CACHES)
-    for cache in caches:
-        cache.forget_threads(thread_keys)
-
 
 # Aliases, because inside SQLSaver the name `list` is the method.
 Tuples = list[CheckpointTuple]
@@ -123,8 +102,6 @@ class SQLSaver(BaseCheckpointSaver[str], DatabaseClient):
         self.tables: SaverTables = saver_tables(table_prefix, schema)
         self._st = SaverStatements(self.tables, self.db.family)
         self._parts = elements.PartCache()
-        with _PART_CACHES_LOCK:
-            _PART_CACHES.add(self._parts)
 
     @classmethod
     def from_conn_string(cls, url: str | URL | None = None, **kwargs: Any) -> SQLSaver:
@@ -271,7 +248,7 @@ class SQLSaver(BaseCheckpointSaver[str], DatabaseClient):
         if limit is not None:
             bounds.check_int(limit, "list: limit", minimum=0)
         kinds = []
-        for i, (kind, locator, value) in enumerate(dialects.metadata_tests(self.db.family, _checked_filter(filter))):
+        for i, (kind, locator, value) in enumerate(dialects.metadata_tests(self.db.family, checked_filter(filter))):
             kinds.append(kind)
             params[f"fk{i}"], params[f"fv{i}"] = locator, value
         shape = ListShape(
@@ -429,7 +406,7 @@ class SQLSaver(BaseCheckpointSaver[str], DatabaseClient):
         # snapshot: a put committing between the delete's statements must be seen by
         # none of them (PostgreSQL), or wait for the delete (MySQL's locking reads), so
         # that its checkpoint goes whole or stays whole, never without its blobs.
-        finish = self._forgetting(keys)
+        finish = elements.forgetting(keys)
         return Call(operations.delete_threads, (self._st, keys), finish, write=True, snapshot=True)
 
     def delete_for_runs(self, run_ids: Sequence[str]) -> None:
@@ -446,7 +423,7 @@ class SQLSaver(BaseCheckpointSaver[str], DatabaseClient):
         ids = _strings(run_ids, "delete_for_runs: run_ids")
         if not ids:
             return None
-        return Call(operations.delete_for_runs, (self._st, ids), self._forgetting(None), write=True, snapshot=True)
+        return Call(operations.delete_for_runs, (self._st, ids), elements.forgetting(None), write=True, snapshot=True)
 
     def copy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
         """Copy a whole thread (every namespace, checkpoint, blob and write, same ids)
@@ -487,15 +464,8 @@ class SQLSaver(BaseCheckpointSaver[str], DatabaseClient):
         if strategy in ("delete", "delete_all"):
             return [self._delete_threads(threads)]
         keys = [key_of(t) for t in threads]
-        finish = self._forgetting(keys)
+        finish = elements.forgetting(keys)
         return [Call(operations.prune_keep_latest, (self._st, k), finish, write=True, snapshot=True) for k in keys]
-
-    def _forgetting(self, thread_keys: Sequence[bytes] | None) -> Callable[[None], None]:
-        """Drop these threads' entries (None: all) from the part caches of the process
-        (`_forget_parts`), now and once the deleting call is over, since parts it
-        deletes must not be skipped by a later put."""
-        _forget_parts(thread_keys)
-        return lambda _: _forget_parts(thread_keys)
 
     # --- delta channels ------------------------------------------------------------------
 
@@ -562,7 +532,7 @@ class SQLSaver(BaseCheckpointSaver[str], DatabaseClient):
         See `checkpoint_sql.saver.retention`."""
         policy = retention.RetentionPolicy.of(keep_last, older_than)
         job = retention.job(self._st, policy, threads, dry_run=dry_run, progress=progress, override=override, veto=veto)
-        forget = self._forgetting(None)
+        forget = elements.forgetting(None)
         try:
             return drive(self.db, job)
         finally:
@@ -581,7 +551,7 @@ class SQLSaver(BaseCheckpointSaver[str], DatabaseClient):
     ) -> retention.RetentionReport:
         policy = retention.RetentionPolicy.of(keep_last, older_than)
         job = retention.job(self._st, policy, threads, dry_run=dry_run, progress=progress, override=override, veto=veto)
-        forget = self._forgetting(None)
+        forget = elements.forgetting(None)
         try:
             return await adrive(self.db, job)
         finally:
@@ -599,7 +569,7 @@ def _strings(values: Any, what: str, *, allow_ints: bool = False) -> list[Any]:
     return list(values)
 
 
-def _checked_filter(filter: Mapping[str, Any] | None) -> dict[str, Any]:
+def checked_filter(filter: Mapping[str, Any] | None) -> dict[str, Any]:
     """A metadata filter safe to express in SQL on every engine.
 
     Keys (also those of nested objects) are bound as JSON paths on SQLite and MySQL,
