@@ -12,7 +12,7 @@ what each engine does its own way:
   `metadata_filter`: the saver's metadata equality, on the same members.
 - `transactions`: how a transaction begins, read-only transactions;
   `locks`: migration locks, Galera's included.
-- `driver_errors`: what the drivers' errors mean (missing tables, lost prepared statements).
+- `driver_errors`: what the drivers' errors mean (missing tables, retryable faults).
 - `vectors`: vector scoring in SQL; `introspection`: sizes and server settings for
   the admin command.
 """
