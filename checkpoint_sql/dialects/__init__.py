@@ -13,6 +13,7 @@ what each engine does its own way:
 - `transactions`: how a transaction begins, read-only transactions;
   `locks`: migration locks, Galera's included.
 - `driver_errors`: what the drivers' errors mean (missing tables, retryable faults).
+- `connections`: the supported drivers, their connect arguments, SQLite's pragmas.
 - `vectors`: vector scoring in SQL; `introspection`: sizes and server settings for
   the admin command.
 """
