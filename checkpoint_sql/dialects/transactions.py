@@ -1,8 +1,7 @@
-"""How transactions begin and end up read-only on each engine.
+"""How a transaction begins on each engine, and how one is kept from writing.
 
 The write lock up front on SQLite, READ COMMITTED or one consistent snapshot on the
-servers, and the two ways of keeping a transaction from writing (PostgreSQL's
-statement, SQLite's read-only file).
+servers; PostgreSQL's read-only statement, SQLite's read-only file.
 """
 
 from __future__ import annotations
