@@ -36,7 +36,7 @@ from benchmarks import tracing
 from benchmarks.runner import Loop
 from benchmarks.servers import Database, Databases
 from checkpoint_sql import EngineOptions, SQLSaver
-from checkpoint_sql.core.engines import MYSQL_CLIENT_FLAGS
+from checkpoint_sql.dialects.connections import MYSQL_CLIENT_FLAGS
 
 OFFICIAL_NAMES = {
     "sqlite": ("SqliteSaver", "AsyncSqliteSaver"),

@@ -22,7 +22,6 @@ from rich.table import Table
 from rich.text import Text
 from sqlalchemy.exc import SQLAlchemyError
 
-from checkpoint_sql import dialects
 from checkpoint_sql.admin import checkpoints, doctor, history, prune, schema_status, thread_stats, threads, transfer
 from checkpoint_sql.admin.langgraph_import import import_langgraph
 from checkpoint_sql.admin.output import Declined, Output
@@ -31,6 +30,7 @@ from checkpoint_sql.core.database import Database
 from checkpoint_sql.core.engines import URL_ENV_VAR, default_sqlite_path
 from checkpoint_sql.core.ids import key_of, thread_id_of
 from checkpoint_sql.core.tables import DEFAULT_PREFIX
+from checkpoint_sql.dialects.capabilities import capabilities
 from checkpoint_sql.errors import CheckpointSQLError, ConfigurationError, SchemaNotReadyError, ThreadNotFoundError
 from checkpoint_sql.saver.retention import RetentionReport, parse_duration
 from checkpoint_sql.saver.schema import saver_tables
@@ -197,7 +197,7 @@ def _thread(saver: SQLSaver, thread_id: str) -> int:
 
 
 def _snapshot(saver: SQLSaver) -> bool:
-    return dialects.reads_need_snapshot(saver.db.family)
+    return capabilities(saver.db.family).reads_need_snapshot
 
 
 # --- subcommands -----------------------------------------------------------------------

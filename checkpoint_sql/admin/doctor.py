@@ -19,11 +19,13 @@ from rich.text import Text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
-from checkpoint_sql import dialects
 from checkpoint_sql.admin import schema_status
 from checkpoint_sql.admin.threads import human_bytes
 from checkpoint_sql.core import engines
 from checkpoint_sql.core.database import Database
+from checkpoint_sql.dialects import Family
+from checkpoint_sql.dialects.introspection import server_facts
+from checkpoint_sql.dialects.locks import is_galera
 from checkpoint_sql.errors import EngineUnreachableError
 from checkpoint_sql.saver.schema import SaverTables
 
@@ -129,10 +131,8 @@ def diagnose(db: Database, tables: SaverTables) -> Diagnosis:
     return found
 
 
-def _gather(
-    conn: Connection, tables: SaverTables, family: dialects.Family
-) -> tuple[dict[str, Any], schema_status.SchemaStatus]:
-    return dialects.server_facts(family, conn), schema_status.status(conn, tables.migrations)
+def _gather(conn: Connection, tables: SaverTables, family: Family) -> tuple[dict[str, Any], schema_status.SchemaStatus]:
+    return server_facts(family, conn), schema_status.status(conn, tables.migrations)
 
 
 def _version(distribution: str) -> str | None:
@@ -241,7 +241,7 @@ def _check_mysql(found: Diagnosis, facts: dict[str, Any]) -> None:
 
 
 def _galera_facts(conn: Connection) -> dict[str, str] | None:
-    if not dialects.is_galera(conn):
+    if not is_galera(conn):
         return None
     rows = conn.exec_driver_sql(
         "SHOW STATUS WHERE Variable_name IN ('wsrep_cluster_size', 'wsrep_cluster_status', 'wsrep_local_state_comment')"

@@ -22,9 +22,9 @@ from rich.text import Text
 from sqlalchemy import bindparam
 from sqlalchemy.engine import Connection
 
-from checkpoint_sql import dialects
 from checkpoint_sql.admin import lineage
 from checkpoint_sql.core.links import Link
+from checkpoint_sql.dialects import Family
 from checkpoint_sql.errors import MissingPartsError
 from checkpoint_sql.saver import codec, operations
 from checkpoint_sql.saver.schema import SaverTables
@@ -39,7 +39,7 @@ class HistoryStatements:
     since a thread's messages can be megabytes per checkpoint. The saver's own
     statements fetch the parts of split values (`operations.fetch_parts`)."""
 
-    def __init__(self, tables: SaverTables, family: dialects.Family) -> None:
+    def __init__(self, tables: SaverTables, family: Family) -> None:
         cp, bl, wr = tables.checkpoints, tables.blobs, tables.writes
         self.saver = SaverStatements(tables, family)
         self.checkpoints = sa.select(

@@ -39,12 +39,14 @@ from langgraph.checkpoint.serde.base import SerializerProtocol
 from sqlalchemy import bindparam
 from sqlalchemy.engine import Connection
 
-from checkpoint_sql import dialects
 from checkpoint_sql.admin.bulk import Inserts, ThreadRows, insert_thread
 from checkpoint_sql.admin.lineage import TASKS
 from checkpoint_sql.core.calls import Progress
 from checkpoint_sql.core.database import Database
 from checkpoint_sql.core.ids import key_of, thread_id_of
+from checkpoint_sql.dialects import Family
+from checkpoint_sql.dialects.capabilities import capabilities
+from checkpoint_sql.dialects.columns import canonical_json
 from checkpoint_sql.errors import ConfigurationError, ThreadExistsError, ThreadNotFoundError
 from checkpoint_sql.saver import codec, elements
 from checkpoint_sql.saver.sql_saver import SQLSaver
@@ -118,7 +120,7 @@ class _Layout:
         return result, blobs, writes
 
 
-def _layout(conn: Connection, family: dialects.Family) -> _Layout:
+def _layout(conn: Connection, family: Family) -> _Layout:
     names = set(sa.inspect(conn).get_table_names())
     checkpoint_columns = (
         "thread_id",
@@ -186,7 +188,7 @@ def import_langgraph(
                 raise ThreadNotFoundError(f"no such thread in {source.masked_url}: {', '.join(map(repr, missing))}")
         report = ImportReport(source.masked_url, layout.name)
         inserts = Inserts(SaverStatements(saver.tables, saver.db.family))
-        snapshot = dialects.reads_need_snapshot(source.family)
+        snapshot = capabilities(source.family).reads_need_snapshot
         for done, thread_id in enumerate(wanted, start=1):
             checkpoints, blobs, writes = source.run(layout.read, thread_id, snapshot=snapshot)
             translate = _from_postgres if layout.blobs is not None else _from_sqlite
@@ -252,7 +254,7 @@ class _Builder:
                 "parent_checkpoint_id": row["parent_checkpoint_id"] or None,
                 "type": type_,
                 "checkpoint": data,
-                "metadata": dialects.canonical_json(metadata),
+                "metadata": canonical_json(metadata),
                 "versions": codec.versions_json(checkpoint["channel_versions"]),
                 "run_id": None if run_id is None else str(run_id),
                 "created_us": codec.created_us(checkpoint),  # type: ignore[arg-type]

@@ -28,9 +28,10 @@ from rich.table import Table
 from rich.text import Text
 from sqlalchemy.engine import Connection
 
-from checkpoint_sql import dialects
 from checkpoint_sql.admin.threads import blob_size, human_bytes
 from checkpoint_sql.core.ids import key_of
+from checkpoint_sql.dialects import Family
+from checkpoint_sql.dialects.introspection import stored_size
 from checkpoint_sql.saver import codec, elements, operations
 from checkpoint_sql.saver.schema import SaverTables
 
@@ -104,11 +105,10 @@ def _share(channel: dict[str, Any], ns: dict[str, Any]) -> str:
     return f"{100 * channel['bytes'] / ns['bytes']:.0f} %" if ns["bytes"] else ""
 
 
-def measure(conn: Connection, tables: SaverTables, family: dialects.Family, thread_id: str) -> ThreadStorage:
+def measure(conn: Connection, tables: SaverTables, family: Family, thread_id: str) -> ThreadStorage:
     """The storage report of one thread (that has checkpoints), in one snapshot read."""
     thread_key = key_of(thread_id)
     cp, bl, wr = tables.checkpoints, tables.blobs, tables.writes
-    size = dialects.stored_size
     here = {"tkey": thread_key}
     per_ns = conn.execute(
         sa.select(
@@ -116,8 +116,8 @@ def measure(conn: Connection, tables: SaverTables, family: dialects.Family, thre
             sa.func.max(cp.c.checkpoint_ns),
             sa.func.count(),
             sa.func.max(cp.c.checkpoint_id),
-            sa.func.coalesce(sa.func.sum(size(family, cp.c.checkpoint)), 0),
-            sa.func.coalesce(sa.func.sum(size(family, cp.c.metadata)), 0),
+            sa.func.coalesce(sa.func.sum(stored_size(family, cp.c.checkpoint)), 0),
+            sa.func.coalesce(sa.func.sum(stored_size(family, cp.c.metadata)), 0),
         )
         .where(cp.c.thread_key == sa.bindparam("tkey"))
         .group_by(cp.c.ns_key),
@@ -134,7 +134,7 @@ def measure(conn: Connection, tables: SaverTables, family: dialects.Family, thre
         )
         return list(rows)
 
-    channels, writes = per_channel(bl, blob_size(family, bl)), per_channel(wr, size(family, wr.c.blob))
+    channels, writes = per_channel(bl, blob_size(family, bl)), per_channel(wr, stored_size(family, wr.c.blob))
     parts = _Parts.read(conn, tables, family, thread_key)
     namespaces = []
     for ns_key, checkpoint_ns, n, latest_id, body_bytes, metadata_bytes in per_ns:
@@ -223,11 +223,11 @@ class _Parts:
     namespaces: dict[bytes, _NamespaceParts]
 
     @classmethod
-    def read(cls, conn: Connection, tables: SaverTables, family: dialects.Family, thread_key: bytes) -> _Parts:
+    def read(cls, conn: Connection, tables: SaverTables, family: Family, thread_key: bytes) -> _Parts:
         """The parts' sizes (not their bytes), the manifests, and the pages' bytes."""
         bl, pa = tables.blobs, tables.parts
         found: dict[bytes, _NamespaceParts] = {}
-        sizes = sa.select(pa.c.ns_key, pa.c.digest, sa.func.coalesce(dialects.stored_size(family, pa.c.data), 0))
+        sizes = sa.select(pa.c.ns_key, pa.c.digest, sa.func.coalesce(stored_size(family, pa.c.data), 0))
         for ns_key, digest, n in conn.execute(sizes.where(pa.c.thread_key == thread_key)):
             found.setdefault(bytes(ns_key), _NamespaceParts()).sizes[bytes(digest)] = int(n)
         manifests = sa.select(bl.c.ns_key, bl.c.channel, bl.c.version, bl.c.manifest).where(
@@ -255,7 +255,7 @@ class _Parts:
 def _latest_sizes(
     conn: Connection,
     tables: SaverTables,
-    family: dialects.Family,
+    family: Family,
     thread_key: bytes,
     ns_key: bytes,
     checkpoint_id: str,

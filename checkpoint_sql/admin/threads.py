@@ -25,9 +25,11 @@ from rich.text import Text
 from sqlalchemy import bindparam
 from sqlalchemy.engine import Connection
 
-from checkpoint_sql import dialects
 from checkpoint_sql.admin.output import WholeIds
 from checkpoint_sql.core import migrate
+from checkpoint_sql.dialects import Family
+from checkpoint_sql.dialects.introspection import stored_size, table_bytes
+from checkpoint_sql.dialects.metadata_filter import json_member_equals, metadata_tests
 from checkpoint_sql.saver.schema import SaverTables
 
 SORTS = ("last", "first", "checkpoints", "size", "id")
@@ -105,14 +107,11 @@ class ThreadStatements:
     """The queries of one `ThreadQuery`: the count, the page, and the sizes of the
     page's threads (built per query, since the filters and sort shape the SQL)."""
 
-    def __init__(self, tables: SaverTables, family: dialects.Family, query: ThreadQuery) -> None:
+    def __init__(self, tables: SaverTables, family: Family, query: ThreadQuery) -> None:
         cp, bl, wr, pa = tables.checkpoints, tables.blobs, tables.writes, tables.parts
-        size = dialects.stored_size
         matching: list[sa.ColumnElement[bool]] = []
         for i, kind in enumerate(self._kinds(family, query.filters)):
-            matching.append(
-                dialects.json_member_equals(family, cp.c.metadata, kind, bindparam(f"fk{i}"), bindparam(f"fv{i}"))
-            )
+            matching.append(json_member_equals(family, cp.c.metadata, kind, bindparam(f"fk{i}"), bindparam(f"fv{i}")))
         where = [cp.c.thread_key.in_(sa.select(cp.c.thread_key).where(*matching))] if matching else []
         per_thread = (
             sa.select(
@@ -122,13 +121,17 @@ class ThreadStatements:
                 sa.func.count(sa.distinct(cp.c.ns_key)).label("namespaces"),
                 sa.func.min(cp.c.created_us).label("first_us"),
                 sa.func.max(cp.c.created_us).label("last_us"),
-                sa.func.sum(size(family, cp.c.checkpoint)).label("checkpoint_bytes"),
+                sa.func.sum(stored_size(family, cp.c.checkpoint)).label("checkpoint_bytes"),
             )
             .where(*where)
             .group_by(cp.c.thread_key)
             .subquery("cpsql_threads")
         )
-        payloads = ((bl, blob_size(family, bl)), (pa, size(family, pa.c.data)), (wr, size(family, wr.c.blob)))
+        payloads = (
+            (bl, blob_size(family, bl)),
+            (pa, stored_size(family, pa.c.data)),
+            (wr, stored_size(family, wr.c.blob)),
+        )
         self.sizes = [
             _sizes(table, payload).where(table.c.thread_key.in_(bindparam("tkeys", expanding=True)))
             for table, payload in payloads
@@ -156,15 +159,14 @@ class ThreadStatements:
         self.page = sa.select(*columns).select_from(source).order_by(*ordered).limit(query.limit).offset(query.offset)
 
     @staticmethod
-    def _kinds(family: dialects.Family, filters: Mapping[str, Any]) -> list[str]:
-        return [kind for kind, _, _ in dialects.metadata_tests(family, filters)]
+    def _kinds(family: Family, filters: Mapping[str, Any]) -> list[str]:
+        return [kind for kind, _, _ in metadata_tests(family, filters)]
 
 
-def blob_size(family: dialects.Family, bl: sa.Table) -> sa.ColumnElement[Any]:
+def blob_size(family: Family, bl: sa.Table) -> sa.ColumnElement[Any]:
     """The stored bytes of a blob row: its value (a split list's array header) and its
     manifest, either of which may be NULL."""
-    size = dialects.stored_size
-    return sa.func.coalesce(size(family, bl.c.blob), 0) + sa.func.coalesce(size(family, bl.c.manifest), 0)
+    return sa.func.coalesce(stored_size(family, bl.c.blob), 0) + sa.func.coalesce(stored_size(family, bl.c.manifest), 0)
 
 
 def _sizes(table: sa.Table, size: sa.ColumnElement[Any]) -> sa.Select[Any]:
@@ -172,9 +174,9 @@ def _sizes(table: sa.Table, size: sa.ColumnElement[Any]) -> sa.Select[Any]:
     return sa.select(table.c.thread_key, sa.func.sum(size).label("bytes")).group_by(table.c.thread_key)
 
 
-def filter_params(family: dialects.Family, filters: Mapping[str, Any]) -> dict[str, Any]:
+def filter_params(family: Family, filters: Mapping[str, Any]) -> dict[str, Any]:
     params: dict[str, Any] = {}
-    for i, (_, locator, value) in enumerate(dialects.metadata_tests(family, filters)):
+    for i, (_, locator, value) in enumerate(metadata_tests(family, filters)):
         params[f"fk{i}"], params[f"fv{i}"] = locator, value
     return params
 
@@ -258,7 +260,7 @@ class Stats:
         return Group(summary, Text(""), tables, Text(""), WholeIds(largest))
 
 
-def stats(conn: Connection, tables: SaverTables, family: dialects.Family, url: str) -> Stats:
+def stats(conn: Connection, tables: SaverTables, family: Family, url: str) -> Stats:
     """The figures of `stats`, in one snapshot read."""
     cp, bl, pa, wr = tables.checkpoints, tables.blobs, tables.parts, tables.writes
     threads = conn.execute(sa.select(sa.func.count(sa.distinct(cp.c.thread_key)))).scalar_one()
@@ -267,14 +269,13 @@ def stats(conn: Connection, tables: SaverTables, family: dialects.Family, url: s
     ).scalar_one()
     oldest, newest = conn.execute(sa.select(sa.func.min(cp.c.created_us), sa.func.max(cp.c.created_us))).one()
     empty_blobs = conn.execute(sa.select(sa.func.count()).where(bl.c.type == "empty")).scalar_one()
-    disk = dialects.table_bytes(family, conn, [cp, bl, pa, wr])
+    disk = table_bytes(family, conn, [cp, bl, pa, wr])
     per_table = {}
-    size = dialects.stored_size
     payloads = (
-        (cp, size(family, cp.c.checkpoint)),
+        (cp, stored_size(family, cp.c.checkpoint)),
         (bl, blob_size(family, bl)),
-        (pa, size(family, pa.c.data)),
-        (wr, size(family, wr.c.blob)),
+        (pa, stored_size(family, pa.c.data)),
+        (wr, stored_size(family, wr.c.blob)),
     )
     for table, payload in payloads:
         rows, total = conn.execute(sa.select(sa.func.count(), sa.func.sum(payload)).select_from(table)).one()

@@ -52,10 +52,11 @@ import sqlalchemy as sa
 from sqlalchemy import bindparam
 from sqlalchemy.engine import Connection
 
-from checkpoint_sql import dialects
 from checkpoint_sql.admin.bulk import Inserts, ThreadRows, insert_thread
 from checkpoint_sql.core.calls import Progress
 from checkpoint_sql.core.ids import checkpoint_id_of, key_of, thread_id_of
+from checkpoint_sql.dialects.capabilities import capabilities
+from checkpoint_sql.dialects.columns import canonical_json
 from checkpoint_sql.errors import InvalidArgumentError, MissingPartsError, ThreadNotFoundError
 from checkpoint_sql.saver import codec, elements
 from checkpoint_sql.saver.schema import SaverTables
@@ -136,7 +137,7 @@ def export_threads(
     header = {"format": FORMAT, "version": VERSION, "created": datetime.now(timezone.utc).isoformat()}
     out.write(packer.pack({**header, "source": saver.db.family}))
     counts = Counts()
-    snapshot = dialects.reads_need_snapshot(saver.db.family)
+    snapshot = capabilities(saver.db.family).reads_need_snapshot
     for done, thread_id in enumerate(thread_ids, start=1):
         rows, skipped = saver.db.run(_read_thread, es, thread_id, snapshot=snapshot)
         counts.add(rows)
@@ -257,7 +258,7 @@ def _records(rows: ThreadRows) -> Iterator[dict[str, Any]]:
             "parent": c["parent_checkpoint_id"],
             "type": c["type"],
             "checkpoint": bytes(c["checkpoint"]),
-            "metadata": dialects.canonical_json(codec.load_json(c["metadata"])),
+            "metadata": canonical_json(codec.load_json(c["metadata"])),
             "versions": codec.load_json(c["versions"]),
             "run_id": c["run_id"],
             "created_us": int(c["created_us"]),
@@ -398,7 +399,7 @@ class _Reader:
                     "type": f(record, "type"),
                     "checkpoint": f(record, "checkpoint"),
                     "metadata": metadata,
-                    "versions": dialects.canonical_json(f(record, "versions")),
+                    "versions": canonical_json(f(record, "versions")),
                     "run_id": f(record, "run_id"),
                     "created_us": f(record, "created_us"),
                 }

@@ -28,9 +28,12 @@ from sqlalchemy.exc import DataError, DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.util import greenlet_spawn
 
-from checkpoint_sql import dialects
 from checkpoint_sql.core import engines, group_commit
 from checkpoint_sql.core.links import HeldConnections, Link
+from checkpoint_sql.dialects import Family
+from checkpoint_sql.dialects.capabilities import family_of
+from checkpoint_sql.dialects.driver_errors import is_missing_table, is_pooled_prepared_statement
+from checkpoint_sql.dialects.transactions import Mode, begin_sql
 from checkpoint_sql.errors import ConfigurationError, EngineUnreachableError, InvalidArgumentError, SchemaNotReadyError
 
 T = TypeVar("T")
@@ -73,7 +76,7 @@ class Database:
             engines.driver_pair(self.url)  # refuse an unsupported URL now, not on first use
         if self._sync is not None or self._async is not None:
             self.url = self._check_same_database()
-        self.family: dialects.Family = dialects.family_of(engines.backend_of(self.url))
+        self.family: Family = family_of(engines.backend_of(self.url))
         self._writes = _sqlite_write_queue(self.url) if self.family == "sqlite" else None
         self._batches = self.family == "mysql"  # our MySQL engines take a transaction as one query
         self._held: HeldConnections | None = None  # our SQLite engine's connections, for the hot path
@@ -235,7 +238,7 @@ class Database:
     async def _acommit_batch(self, batch: list[group_commit.Write]) -> None:
         await asyncio.to_thread(self._commit_batch, batch)
 
-    def _on_link(self, engine: Engine, op: Callable[..., T], args: tuple[Any, ...], mode: dialects.Mode | None) -> T:
+    def _on_link(self, engine: Engine, op: Callable[..., T], args: tuple[Any, ...], mode: Mode | None) -> T:
         """Run a hot operation on a DBAPI connection of `engine`: one we hold (SQLite),
         else one checked out of its pool."""
         try:
@@ -253,7 +256,7 @@ class Database:
             link.close()
 
     def _transaction(
-        self, conn: Connection, op: Callable[..., T], args: tuple[Any, ...], mode: dialects.Mode | None, raw: bool
+        self, conn: Connection, op: Callable[..., T], args: tuple[Any, ...], mode: Mode | None, raw: bool
     ) -> T:
         if self._borrowed(conn.engine):
             conn.execution_options(isolation_level="AUTOCOMMIT")
@@ -266,13 +269,13 @@ class Database:
         target: Link | Connection,
         op: Callable[..., T],
         args: tuple[Any, ...],
-        mode: dialects.Mode | None,
+        mode: Mode | None,
     ) -> T:
         """`op(target, *args)` in the transaction `mode` asks for, opened and ended on `link`."""
         try:
             if mode is None:
                 return op(target, *args)
-            link.begin(dialects.begin_sql(self.family, mode))
+            link.begin(begin_sql(self.family, mode))
             try:
                 result = op(target, *args)
             except BaseException:
@@ -297,12 +300,12 @@ class Database:
         """Raise the error a user can act on in place of `exc`, if there is one; other
         database errors stay SQLAlchemy's, for retry policies to classify."""
         said = next(iter(str(exc.orig).strip().splitlines()), type(exc.orig).__name__)  # its first line
-        if dialects.is_missing_table(self.family, exc):
+        if is_missing_table(self.family, exc):
             raise SchemaNotReadyError(
                 f"checkpoint_sql tables are missing in {self.masked_url}; call setup() "
                 f"(or `await asetup()`) once before use. Driver said: {said}"
             ) from exc
-        if dialects.is_pooled_prepared_statement(self.family, exc):
+        if is_pooled_prepared_statement(self.family, exc):
             raise ConfigurationError(
                 f"a prepared statement went missing between transactions on {self.masked_url}: a transaction "
                 "pooler (PgBouncer in transaction mode) is in between; add prepare_threshold=none to the URL "
@@ -359,7 +362,7 @@ def _sqlite_write_queue(url: URL) -> group_commit.GroupCommit:
         return _SQLITE_QUEUES.setdefault(key, group_commit.GroupCommit())
 
 
-def _mode(write: bool, snapshot: bool, single: bool) -> dialects.Mode | None:
+def _mode(write: bool, snapshot: bool, single: bool) -> Mode | None:
     if single:
         return None
     return "snapshot" if snapshot else "write" if write else "read"

@@ -4,7 +4,7 @@ One URL names one database; the saver reaches it through two engines, a sync one
 an async one, because LangGraph calls both `put` and `aput` on the same checkpointer.
 Users write plain scheme names (`sqlite`, `postgresql`, `mysql`, `mariadb`); the
 drivers, pool settings and per-connection settings of each engine are chosen here and
-nowhere else (how the SQL itself differs is `dialects.py`).
+nowhere else (what each driver needs is `checkpoint_sql.dialects.connections`).
 """
 
 from __future__ import annotations
@@ -24,6 +24,8 @@ from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from checkpoint_sql.core import cluster
+from checkpoint_sql.dialects.capabilities import family_of
+from checkpoint_sql.dialects.connections import DRIVERS, connect_args, sqlite_pragmas
 from checkpoint_sql.errors import ConfigurationError
 
 URL_ENV_VAR = "CHECKPOINT_SQL_URL"
@@ -31,22 +33,8 @@ URL_ENV_VAR = "CHECKPOINT_SQL_URL"
 
 Backend = str  # "sqlite" | "postgresql" | "mysql" | "mariadb"
 
-# backend -> (sync driver, async driver). psycopg 3 serves both sides of PostgreSQL.
-# MySQL/MariaDB: PyMySQL and asyncmy, both raising errors whose first argument is the
-# server's error number. (aiomysql, PyMySQL's async sibling, fails to bind bytes with
-# PyMySQL >= 1.2, which removed a function it imports.)
-_DRIVERS: dict[Backend, tuple[str, str]] = {
-    "sqlite": ("pysqlite", "aiosqlite"),
-    "postgresql": ("psycopg", "psycopg"),
-    "mysql": ("pymysql", "asyncmy"),
-    "mariadb": ("pymysql", "asyncmy"),
-}
 _ALIASES = {"postgres": "postgresql"}
 
-MYSQL_CLIENT_FLAGS = 2 | 1 << 16
-"""CLIENT_FOUND_ROWS (what SQLAlchemy itself asks for, so that an UPDATE counts the
-rows it matched) and CLIENT_MULTI_STATEMENTS, which lets a write transaction travel
-as one query (`links.py`). Protocol constants, the same for PyMySQL and asyncmy."""
 _PASSWORD_IN_TEXT = re.compile(r"(://[^:/@]*:)[^@]*@")
 
 
@@ -85,9 +73,9 @@ def _parse(url: str) -> URL:
 def backend_of(url: URL) -> Backend:
     """The backend a URL names, with aliases folded in; rejects unsupported ones."""
     name = _ALIASES.get(url.get_backend_name(), url.get_backend_name())
-    if name not in _DRIVERS:
+    if name not in DRIVERS:
         raise ConfigurationError(
-            f"unsupported database {name!r} in URL {mask(url)!r}; supported: {', '.join(sorted(_DRIVERS))}"
+            f"unsupported database {name!r} in URL {mask(url)!r}; supported: {', '.join(sorted(DRIVERS))}"
         )
     return name
 
@@ -97,11 +85,11 @@ def driver_pair(url: URL) -> tuple[URL, URL]:
 
     A driver written in the URL is honoured only if it is the one this package
     supports on that side; anything else is refused with the supported names, because
-    the SQLite pragmas, PostgreSQL prepare threshold and error classification below
-    are written for these drivers.
+    the connect arguments, SQLite pragmas and error classification of
+    `checkpoint_sql.dialects` are written for these drivers.
     """
     backend = backend_of(url)
-    sync_driver, async_driver = _DRIVERS[backend]
+    sync_driver, async_driver = DRIVERS[backend]
     given = url.get_driver_name() if "+" in url.drivername else None
     if given is not None and given not in (sync_driver, async_driver):
         raise ConfigurationError(
@@ -197,9 +185,15 @@ def create_engine_pair(url: URL, options: EngineOptions, *, want_async: bool) ->
     if backend == "postgresql":
         url, prepare_threshold = cluster.prepare_threshold(url, prepare_threshold)
     sync_url, async_url = driver_pair(url)
-    kwargs: dict[str, Any] = {"echo": options.echo, "isolation_level": "AUTOCOMMIT", "pool_reset_on_return": None}
+    kwargs: dict[str, Any] = {
+        "echo": options.echo,
+        "isolation_level": "AUTOCOMMIT",
+        "pool_reset_on_return": None,
+        "connect_args": connect_args(
+            family_of(backend), busy_timeout=options.busy_timeout, prepare_threshold=prepare_threshold
+        ),
+    }
     if backend == "sqlite":
-        kwargs["connect_args"] = {"timeout": options.busy_timeout, "check_same_thread": False}
         if is_sqlite_memory(sync_url):
             # A shared-cache memory database lives while one connection is open: keep a
             # pool of them rather than SQLAlchemy's one-connection memory default.
@@ -213,14 +207,6 @@ def create_engine_pair(url: URL, options: EngineOptions, *, want_async: bool) ->
             pool_recycle=options.pool_recycle,
             pool_use_lifo=True,
         )
-    if backend == "postgresql":
-        kwargs["connect_args"] = {"prepare_threshold": prepare_threshold}
-    elif backend in ("mysql", "mariadb"):
-        kwargs["connect_args"] = {
-            "charset": "utf8mb4",
-            "init_command": "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED",
-            "client_flag": MYSQL_CLIENT_FLAGS,
-        }
     engine: Engine | AsyncEngine
     if want_async:
         engine = create_async_engine(async_url, **kwargs)
@@ -228,41 +214,12 @@ def create_engine_pair(url: URL, options: EngineOptions, *, want_async: bool) ->
     else:
         engine = sync_side = sa.create_engine(sync_url, **kwargs)
     if backend == "sqlite":
-        _sqlite_pragmas(sync_side, wal=not is_sqlite_memory(sync_url), synchronous=options.sqlite_synchronous)
+        sqlite_pragmas(sync_side, wal=not is_sqlite_memory(sync_url), synchronous=options.sqlite_synchronous)
     elif options.ping_after_idle is not None:
         _ping_when_stale(sync_side, options.ping_after_idle)
     if backend in ("mysql", "mariadb"):
         cluster.connect_to_ready_node(sync_side, hosts, sync_wait=options.galera_sync_wait)
     return engine
-
-
-def _sqlite_pragmas(engine: Engine, *, wal: bool, synchronous: str) -> None:
-    """Per-connection SQLite settings. WAL lets readers run while one writer commits;
-    `synchronous` is the durability knob (see `EngineOptions`)."""
-    level = synchronous.upper()
-
-    @sa.event.listens_for(engine, "connect")
-    def _configure(dbapi_connection: Any, _record: Any) -> None:
-        cursor = dbapi_connection.cursor()
-        if wal:
-            _use_wal(cursor)
-        cursor.execute(f"PRAGMA synchronous={level}")
-        cursor.close()
-
-
-def _use_wal(cursor: Any) -> None:
-    """Put the file in WAL mode unless it is already. The mode belongs to the file, and
-    switching takes an exclusive lock that busy_timeout does not wait for: when several
-    processes open a new file at once, the ones that lose the race are told "database
-    is locked" while a winner switches it, and can leave it to the winner."""
-    cursor.execute("PRAGMA journal_mode")
-    if str(cursor.fetchone()[0]).lower() == "wal":
-        return
-    try:
-        cursor.execute("PRAGMA journal_mode=WAL")
-    except Exception as exc:
-        if "locked" not in str(exc):
-            raise
 
 
 def _ping_when_stale(engine: Engine, idle_seconds: float) -> None:

@@ -23,11 +23,12 @@ import uuid
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from checkpoint_sql import dialects
 from checkpoint_sql.core.calls import Call
 from checkpoint_sql.core.database import Database
 from checkpoint_sql.core.tables import LEASE_HOLDER_MAX as HOLDER_MAX
 from checkpoint_sql.core.tables import LEASE_NAME_MAX as NAME_MAX
+from checkpoint_sql.dialects import Family
+from checkpoint_sql.dialects.statements import insert_ignoring_duplicates, server_now_us
 from checkpoint_sql.errors import ConfigurationError
 
 
@@ -103,14 +104,14 @@ def _us(seconds: float) -> int:
     return int(seconds * 1_000_000)
 
 
-def _acquire(conn: Connection, table: sa.Table, family: dialects.Family, name: str, holder: str, ttl_us: int) -> bool:
+def _acquire(conn: Connection, table: sa.Table, family: Family, name: str, holder: str, ttl_us: int) -> bool:
     """Make sure the row exists (free: expired at 0), then take it where it is free,
     expired or ours: one conditional UPDATE, which only one of two racing processes
     can match, since the second waits on the first's row lock and then re-reads the
     row."""
     free = {"name": name, "holder": "", "acquired_us": 0, "expires_us": 0}
-    conn.execute(dialects.insert_ignoring_duplicates(family, table).values(free))
-    now = dialects.server_now_us(family)
+    conn.execute(insert_ignoring_duplicates(family, table).values(free))
+    now = server_now_us(family)
     taken = conn.execute(
         sa.update(table)
         .where(table.c.name == name, sa.or_(table.c.expires_us <= now, table.c.holder == holder))
@@ -125,9 +126,9 @@ def _acquire(conn: Connection, table: sa.Table, family: dialects.Family, name: s
     return bool(taken.rowcount == 1)
 
 
-def _extend(conn: Connection, table: sa.Table, family: dialects.Family, name: str, holder: str, for_us: int) -> bool:
+def _extend(conn: Connection, table: sa.Table, family: Family, name: str, holder: str, for_us: int) -> bool:
     """Set our lease to expire `for_us` from now (renewal, or release with a hold)."""
-    now = dialects.server_now_us(family)
+    now = server_now_us(family)
     changed = conn.execute(
         sa.update(table).where(table.c.name == name, table.c.holder == holder).values(expires_us=now + for_us)
     )

@@ -97,7 +97,7 @@ class Link:
     # --- transactions -------------------------------------------------------------------
 
     def begin(self, statements: Sequence[str]) -> None:
-        """Open a transaction with `statements` (see `dialects.begin_sql`)."""
+        """Open a transaction with `statements` (see `dialects.transactions.begin_sql`)."""
         if self._batch:
             self._buffer = [(sql, None) for sql in statements]
             return

@@ -4,7 +4,7 @@ Each component (the saver; the companion stores) has its own revision history an
 version table (`MigrationTarget`). `upgrade` is an operation, a function of one sync
 `Connection`, so `setup()` and `asetup()` run the same code. It is idempotent and safe
 when many processes start at once: it takes a per-target migration lock first
-(`dialects.migration_lock`), then reads the version, and only the first process to get
+(`dialects.locks.migration_lock`), then reads the version, and only the first process to get
 the lock migrates. No statement needs to run outside a transaction (no
 ``CREATE INDEX CONCURRENTLY``).
 """
@@ -22,7 +22,8 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Connection
 
-from checkpoint_sql import dialects
+from checkpoint_sql.dialects import Family
+from checkpoint_sql.dialects.locks import migration_lock
 
 _MIGRATIONS = Path(__file__).parent.parent / "migrations"
 
@@ -72,10 +73,10 @@ def current(conn: Connection, target: MigrationTarget) -> str | None:
     return migration.get_current_revision()
 
 
-def upgrade(conn: Connection, target: MigrationTarget, family: dialects.Family) -> tuple[str | None, str]:
+def upgrade(conn: Connection, target: MigrationTarget, family: Family) -> tuple[str | None, str]:
     """Apply the revisions the database lacks; returns (revision before, revision after)."""
     lock = f"checkpoint_sql {target.component} {target.schema or ''}.{target.prefix}"
-    with dialects.migration_lock(family, conn, lock):
+    with migration_lock(family, conn, lock):
         before = current(conn, target)
         if before != head(target):
             config = target.config()

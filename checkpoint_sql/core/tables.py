@@ -8,7 +8,7 @@ import re
 
 import sqlalchemy as sa
 
-from checkpoint_sql import dialects
+from checkpoint_sql.dialects.columns import ascii_key, unicode_key
 from checkpoint_sql.errors import ConfigurationError
 
 DEFAULT_PREFIX = "cpsql_"
@@ -37,8 +37,8 @@ def lease_table(metadata: sa.MetaData, name: str) -> sa.Table:
     return sa.Table(
         name,
         metadata,
-        sa.Column("name", dialects.ascii_key(LEASE_NAME_MAX), primary_key=True),
-        sa.Column("holder", dialects.unicode_key(LEASE_HOLDER_MAX), nullable=False),
+        sa.Column("name", ascii_key(LEASE_NAME_MAX), primary_key=True),
+        sa.Column("holder", unicode_key(LEASE_HOLDER_MAX), nullable=False),
         sa.Column("acquired_us", sa.BigInteger(), nullable=False),
         sa.Column("expires_us", sa.BigInteger(), nullable=False),
     )

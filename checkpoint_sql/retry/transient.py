@@ -1,4 +1,4 @@
-"""Which errors are worth retrying: the transient-fault classifier, one section per dialect.
+"""Which errors are worth retrying: the transient-fault classifier.
 
 An error is *transient* when running the same transaction again, unchanged, can succeed:
 the connection dropped, the server is restarting, a lock or a deadlock chose us as the
@@ -6,12 +6,11 @@ victim. Everything else (a constraint violation, bad SQL, a value the column ref
 any of checkpoint_sql's own typed errors) would fail the same way again, so it is never
 retried.
 
-This is its own module rather than a part of `dialects.py` because it must classify
-errors from savers that are not ours: a `RetryingSaver` around LangGraph's
-`PostgresSaver` sees raw psycopg errors, with no SQLAlchemy engine (and so no dialect
-name) behind them. The dialect is therefore read off the driver exception itself (the
-module that raised it), and an error wrapped by SQLAlchemy is classified by the driver
-error inside it.
+It must classify errors from savers that are not ours too: a `RetryingSaver` around
+LangGraph's `PostgresSaver` sees raw psycopg errors, with no SQLAlchemy engine behind
+them. So an error wrapped by SQLAlchemy is classified by the driver error inside it,
+and what each driver's errors mean is `checkpoint_sql.dialects.driver_errors`; this
+module only walks an error and the errors it was raised from.
 """
 
 from __future__ import annotations
@@ -20,6 +19,7 @@ from collections.abc import Callable
 
 from sqlalchemy import exc as sa_exc
 
+from checkpoint_sql.dialects.driver_errors import driver_faults
 from checkpoint_sql.errors import CheckpointSQLError, EngineUnreachableError
 
 Classifier = Callable[[BaseException], bool]
@@ -60,8 +60,8 @@ def _names_a_transient_fault(exc: BaseException) -> bool:
     if isinstance(exc, sa_exc.DisconnectionError) or getattr(exc, "connection_invalidated", False):
         return True
     driver_error = _driver_error(exc)
-    dialect = _DIALECTS.get(_driver_of(driver_error))
-    return dialect is not None and dialect.transient(driver_error)
+    faults = driver_faults(driver_error)
+    return faults is not None and faults.transient(driver_error)
 
 
 def _driver_error(exc: BaseException) -> BaseException:
@@ -70,7 +70,7 @@ def _driver_error(exc: BaseException) -> BaseException:
 
 
 def _is_database_error(exc: BaseException) -> bool:
-    return isinstance(exc, sa_exc.SQLAlchemyError) or _driver_of(exc) in _DIALECTS
+    return isinstance(exc, sa_exc.SQLAlchemyError) or driver_faults(exc) is not None
 
 
 def _is_caller_error(exc: BaseException) -> bool:
@@ -83,144 +83,5 @@ def _refused_for_good(cause: BaseException | None) -> bool:
     if cause is None:
         return False
     driver_error = _driver_error(cause)
-    dialect = _DIALECTS.get(_driver_of(driver_error))
-    return dialect is not None and dialect.refused(driver_error)
-
-
-def _driver_of(exc: BaseException) -> str:
-    """The top-level package of the module that defined the exception's class."""
-    return type(exc).__module__.partition(".")[0]
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0].lower() if text else ""
-
-
-class _Dialect:
-    """How one database family says "transient" and "refused for good"."""
-
-    def __init__(self, transient: Classifier, refused: Classifier) -> None:
-        self.transient = transient
-        self.refused = refused
-
-
-# --- PostgreSQL (psycopg 3; psycopg2's `pgcode` is read too) ---------------------------
-
-_PG_TRANSIENT_CODES = frozenset(
-    {
-        "40001",  # serialization_failure
-        "40P01",  # deadlock_detected
-        "57P01",  # admin_shutdown: pg_terminate_backend, smart/fast shutdown
-        "57P02",  # crash_shutdown: another backend crashed, the server resets
-        "57P03",  # cannot_connect_now: starting up, shutting down, in recovery
-        "53300",  # too_many_connections
-    }
-)
-# Errors raised by the client library itself carry no SQLSTATE, only a message.
-_PG_TRANSIENT_MESSAGES = (
-    "the connection is closed",
-    "connection has been closed unexpectedly",  # "SSL connection has been closed unexpectedly"
-    "server closed the connection unexpectedly",
-    "connection refused",
-    "connection reset by peer",
-    "the database system is starting up",
-    "the database system is shutting down",
-    "the database system is in recovery mode",
-    "terminating connection",
-)
-_PG_REFUSED_MESSAGES = (
-    "does not exist",  # role or database
-    "authentication failed",
-    "no pg_hba.conf entry",
-    "permission denied",
-)
-
-
-def _postgresql_transient(exc: BaseException) -> bool:
-    code = getattr(exc, "sqlstate", None) or getattr(exc, "pgcode", None)
-    if isinstance(code, str):
-        return code.startswith("08") or code in _PG_TRANSIENT_CODES
-    message = _first_line(exc)
-    return any(m in message for m in _PG_TRANSIENT_MESSAGES)
-
-
-def _postgresql_refused(exc: BaseException) -> bool:
-    message = _first_line(exc)
-    return any(m in message for m in _PG_REFUSED_MESSAGES)
-
-
-# --- MySQL / MariaDB (PyMySQL, asyncmy, mysqlclient: the error number is args[0]) -------
-
-_MYSQL_TRANSIENT_CODES = frozenset(
-    {
-        1205,  # ER_LOCK_WAIT_TIMEOUT
-        1213,  # ER_LOCK_DEADLOCK
-        1040,  # ER_CON_COUNT_ERROR: too many connections
-        1053,  # ER_SERVER_SHUTDOWN
-        1927,  # ER_CONNECTION_KILLED (MariaDB)
-        4031,  # ER_CLIENT_INTERACTION_TIMEOUT (MySQL 8: idle connection closed by the server)
-        2002,  # CR_CONNECTION_ERROR: cannot connect through the socket
-        2003,  # CR_CONN_HOST_ERROR: cannot connect (refused, server restarting)
-        2006,  # CR_SERVER_GONE_ERROR
-        2013,  # CR_SERVER_LOST
-        2055,  # CR_SERVER_LOST_EXTENDED
-        1180,  # ER_ERROR_DURING_COMMIT: a Galera node lost the primary component while committing
-    }
-)
-# Galera answers every query with ER_UNKNOWN_COM_ERROR (1047) while the node is not part of
-# the primary component: it is leaving, rejoining, or cut off from the majority. The same
-# number without "WSREP" in the message is a protocol error, which would repeat.
-_MYSQL_NODE_NOT_READY = 1047
-_MYSQL_REFUSED_CODES = frozenset(
-    {
-        1044,  # ER_DBACCESS_DENIED_ERROR
-        1045,  # ER_ACCESS_DENIED_ERROR
-        1049,  # ER_BAD_DB_ERROR
-        1698,  # ER_ACCESS_DENIED_NO_PASSWORD_ERROR
-    }
-)
-
-
-def _mysql_code(exc: BaseException) -> int | None:
-    args = getattr(exc, "args", ())
-    return args[0] if args and isinstance(args[0], int) else None
-
-
-def _mysql_transient(exc: BaseException) -> bool:
-    code = _mysql_code(exc)
-    if code == _MYSQL_NODE_NOT_READY:
-        return "wsrep" in str(exc).lower()
-    return code in _MYSQL_TRANSIENT_CODES
-
-
-def _mysql_refused(exc: BaseException) -> bool:
-    return _mysql_code(exc) in _MYSQL_REFUSED_CODES
-
-
-# --- SQLite (sqlite3, also under aiosqlite) -------------------------------------------
-
-_SQLITE_BUSY, _SQLITE_LOCKED = 5, 6
-
-
-def _sqlite_transient(exc: BaseException) -> bool:
-    code = getattr(exc, "sqlite_errorcode", None)  # Python >= 3.11
-    if isinstance(code, int):
-        return code & 0xFF in (_SQLITE_BUSY, _SQLITE_LOCKED)
-    message = _first_line(exc)
-    return "database is locked" in message or "database table is locked" in message
-
-
-def _sqlite_refused(exc: BaseException) -> bool:
-    """A file that cannot be opened stays unopenable; there is no server to wait for."""
-    return True
-
-
-_DIALECTS: dict[str, _Dialect] = {
-    "psycopg": _Dialect(_postgresql_transient, _postgresql_refused),
-    "psycopg2": _Dialect(_postgresql_transient, _postgresql_refused),
-    "pymysql": _Dialect(_mysql_transient, _mysql_refused),
-    "asyncmy": _Dialect(_mysql_transient, _mysql_refused),
-    "MySQLdb": _Dialect(_mysql_transient, _mysql_refused),
-    "sqlite3": _Dialect(_sqlite_transient, _sqlite_refused),
-}
+    faults = driver_faults(driver_error)
+    return faults is not None and faults.refused(driver_error)

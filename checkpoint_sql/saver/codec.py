@@ -35,7 +35,7 @@ from langgraph.checkpoint.serde.base import SerializerProtocol
 
 from checkpoint_sql.core import bounds
 from checkpoint_sql.core.ids import Address, checkpoint_id_of
-from checkpoint_sql.dialects import canonical_json
+from checkpoint_sql.dialects.columns import canonical_json
 from checkpoint_sql.errors import InvalidArgumentError, SerializationError
 from checkpoint_sql.saver import elements
 from checkpoint_sql.saver.schema import NAME_MAX, TYPE_MAX, VERSION_MAX

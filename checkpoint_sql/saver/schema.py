@@ -33,10 +33,10 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 
-from checkpoint_sql import dialects
 from checkpoint_sql.core.ids import CHECKPOINT_ID_MAX
 from checkpoint_sql.core.migrate import MigrationTarget
 from checkpoint_sql.core.tables import DEFAULT_PREFIX, check_prefix, lease_table
+from checkpoint_sql.dialects.columns import JSONDocument, ascii_key, key_bytes, long_text, payload, unicode_key
 
 VERSION_MAX = 128
 """Longest channel version accepted; LangGraph's string versions are about 52 characters."""
@@ -71,17 +71,17 @@ def saver_tables(prefix: str = DEFAULT_PREFIX, schema: str | None = None) -> Sav
     checkpoints = sa.Table(
         f"{prefix}checkpoints",
         md,
-        sa.Column("thread_key", dialects.key_bytes(), primary_key=True),
-        sa.Column("ns_key", dialects.key_bytes(), primary_key=True),
-        sa.Column("checkpoint_id", dialects.ascii_key(CHECKPOINT_ID_MAX), primary_key=True),
-        sa.Column("thread_id", dialects.long_text(), nullable=False),
-        sa.Column("checkpoint_ns", dialects.long_text(), nullable=False),
-        sa.Column("parent_checkpoint_id", dialects.ascii_key(CHECKPOINT_ID_MAX), nullable=True),
+        sa.Column("thread_key", key_bytes(), primary_key=True),
+        sa.Column("ns_key", key_bytes(), primary_key=True),
+        sa.Column("checkpoint_id", ascii_key(CHECKPOINT_ID_MAX), primary_key=True),
+        sa.Column("thread_id", long_text(), nullable=False),
+        sa.Column("checkpoint_ns", long_text(), nullable=False),
+        sa.Column("parent_checkpoint_id", ascii_key(CHECKPOINT_ID_MAX), nullable=True),
         sa.Column("type", sa.String(TYPE_MAX), nullable=False),
-        sa.Column("checkpoint", dialects.payload(), nullable=False),
-        sa.Column("metadata", dialects.JSONDocument(), nullable=False),
-        sa.Column("versions", dialects.JSONDocument(), nullable=False),
-        sa.Column("run_id", dialects.unicode_key(NAME_MAX), nullable=True),
+        sa.Column("checkpoint", payload(), nullable=False),
+        sa.Column("metadata", JSONDocument(), nullable=False),
+        sa.Column("versions", JSONDocument(), nullable=False),
+        sa.Column("run_id", unicode_key(NAME_MAX), nullable=True),
         # Microseconds since the Unix epoch, UTC: the checkpoint's own timestamp, the
         # retention clock. An integer binds and compares the same on every driver.
         sa.Column("created_us", sa.BigInteger(), nullable=False),
@@ -91,34 +91,34 @@ def saver_tables(prefix: str = DEFAULT_PREFIX, schema: str | None = None) -> Sav
     blobs = sa.Table(
         f"{prefix}blobs",
         md,
-        sa.Column("thread_key", dialects.key_bytes(), primary_key=True),
-        sa.Column("ns_key", dialects.key_bytes(), primary_key=True),
-        sa.Column("channel", dialects.unicode_key(NAME_MAX), primary_key=True),
-        sa.Column("version", dialects.ascii_key(VERSION_MAX), primary_key=True),
+        sa.Column("thread_key", key_bytes(), primary_key=True),
+        sa.Column("ns_key", key_bytes(), primary_key=True),
+        sa.Column("channel", unicode_key(NAME_MAX), primary_key=True),
+        sa.Column("version", ascii_key(VERSION_MAX), primary_key=True),
         sa.Column("type", sa.String(TYPE_MAX), nullable=False),
-        sa.Column("blob", dialects.payload(), nullable=True),
-        sa.Column("manifest", dialects.payload(), nullable=True),
+        sa.Column("blob", payload(), nullable=True),
+        sa.Column("manifest", payload(), nullable=True),
     )
     parts = sa.Table(
         f"{prefix}parts",
         md,
-        sa.Column("thread_key", dialects.key_bytes(), primary_key=True),
-        sa.Column("ns_key", dialects.key_bytes(), primary_key=True),
-        sa.Column("digest", dialects.key_bytes(), primary_key=True),
-        sa.Column("data", dialects.payload(), nullable=False),
+        sa.Column("thread_key", key_bytes(), primary_key=True),
+        sa.Column("ns_key", key_bytes(), primary_key=True),
+        sa.Column("digest", key_bytes(), primary_key=True),
+        sa.Column("data", payload(), nullable=False),
     )
     writes = sa.Table(
         f"{prefix}writes",
         md,
-        sa.Column("thread_key", dialects.key_bytes(), primary_key=True),
-        sa.Column("ns_key", dialects.key_bytes(), primary_key=True),
-        sa.Column("checkpoint_id", dialects.ascii_key(CHECKPOINT_ID_MAX), primary_key=True),
-        sa.Column("task_id", dialects.unicode_key(NAME_MAX), primary_key=True),
+        sa.Column("thread_key", key_bytes(), primary_key=True),
+        sa.Column("ns_key", key_bytes(), primary_key=True),
+        sa.Column("checkpoint_id", ascii_key(CHECKPOINT_ID_MAX), primary_key=True),
+        sa.Column("task_id", unicode_key(NAME_MAX), primary_key=True),
         sa.Column("idx", sa.Integer(), primary_key=True, autoincrement=False),
-        sa.Column("channel", dialects.unicode_key(NAME_MAX), nullable=False),
-        sa.Column("task_path", dialects.long_text(), nullable=False),
+        sa.Column("channel", unicode_key(NAME_MAX), nullable=False),
+        sa.Column("task_path", long_text(), nullable=False),
         sa.Column("type", sa.String(TYPE_MAX), nullable=False),
-        sa.Column("blob", dialects.payload(), nullable=True),
+        sa.Column("blob", payload(), nullable=True),
     )
     leases = lease_table(md, f"{prefix}leases")
     return SaverTables(md, checkpoints, blobs, writes, prefix, schema, leases, parts)

@@ -27,13 +27,14 @@ from langgraph.checkpoint.serde.base import SerializerProtocol
 from sqlalchemy.engine import URL, Engine
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from checkpoint_sql import dialects
 from checkpoint_sql.core import bounds, migrate
 from checkpoint_sql.core.calls import Call, DatabaseClient, Progress, adrive, drive, same
 from checkpoint_sql.core.database import Database
 from checkpoint_sql.core.engines import EngineOptions
 from checkpoint_sql.core.ids import address_of, key_of, thread_id_of
 from checkpoint_sql.core.tables import DEFAULT_PREFIX
+from checkpoint_sql.dialects.capabilities import capabilities
+from checkpoint_sql.dialects.metadata_filter import metadata_tests
 from checkpoint_sql.errors import (
     InvalidArgumentError,
     InvalidConfigError,
@@ -248,7 +249,7 @@ class SQLSaver(BaseCheckpointSaver[str], DatabaseClient):
         if limit is not None:
             bounds.check_int(limit, "list: limit", minimum=0)
         kinds = []
-        for i, (kind, locator, value) in enumerate(dialects.metadata_tests(self.db.family, checked_filter(filter))):
+        for i, (kind, locator, value) in enumerate(metadata_tests(self.db.family, checked_filter(filter))):
             kinds.append(kind)
             params[f"fk{i}"], params[f"fv{i}"] = locator, value
         shape = ListShape(
@@ -382,7 +383,7 @@ class SQLSaver(BaseCheckpointSaver[str], DatabaseClient):
         that two writers storing some of the same ones lock them in the same order."""
         keep_first, overwrite = list(writes.keep_first.values()), list(writes.overwrite.values())
         plan = self._st.put_plan(checkpoint, blobs, parts, keep_first, overwrite)
-        single = len(plan) == 1 and dialects.lone_writes_are_atomic(self.db.family)
+        single = len(plan) == 1 and capabilities(self.db.family).lone_writes_are_atomic
         return Call(operations.write, (plan,), finish, write=True, single=single, group=True, raw=True)
 
     # --- deleting and copying ---------------------------------------------------------

@@ -18,8 +18,18 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import bindparam, tuple_
 
-from checkpoint_sql import dialects
 from checkpoint_sql.core.prepared import Prepared
+from checkpoint_sql.dialects import Family
+from checkpoint_sql.dialects.capabilities import capabilities
+from checkpoint_sql.dialects.columns import JSONDocument, payload
+from checkpoint_sql.dialects.metadata_filter import json_member_equals
+from checkpoint_sql.dialects.statements import (
+    insert_ignoring_duplicates,
+    join_by_key,
+    typed_null,
+    upsert,
+    version_pairs,
+)
 from checkpoint_sql.saver.schema import SaverTables
 
 CHUNK = 500
@@ -63,7 +73,7 @@ class ListShape:
     before: bool
     after: bool
     filters: tuple[str, ...]
-    """The `dialects.json_filters` kind of each metadata test, in order."""
+    """The `metadata_filter.json_filters` kind of each metadata test, in order."""
 
 
 def list_order(row: Mapping[str, Any]) -> tuple[Any, ...]:
@@ -76,7 +86,7 @@ class RowsInsert:
     """A multi-row INSERT (one statement for any number of rows), with an optional
     conflict clause, compiled once per row count."""
 
-    def __init__(self, family: dialects.Family, table: sa.Table, role: str, update: Sequence[str] | None) -> None:
+    def __init__(self, family: Family, table: sa.Table, role: str, update: Sequence[str] | None) -> None:
         self.family, self.table, self.role, self.update = family, table, role, update
         self.columns = [c.name for c in table.columns]
         self._statements: dict[int, sa.Insert] = {}
@@ -101,9 +111,9 @@ class RowsInsert:
                 for i in range(n)
             ]
             if self.update is None:
-                stmt = dialects.insert_ignoring_duplicates(self.family, self.table)
+                stmt = insert_ignoring_duplicates(self.family, self.table)
             else:
-                stmt = dialects.upsert(self.family, self.table, self.update)
+                stmt = upsert(self.family, self.table, self.update)
             self._statements[n] = stmt.values(rows)
         return self._statements[n]
 
@@ -123,7 +133,7 @@ class RowsInsert:
 class SaverStatements:
     """Every statement the saver runs, over `tables`, for one engine family."""
 
-    def __init__(self, tables: SaverTables, family: dialects.Family) -> None:
+    def __init__(self, tables: SaverTables, family: Family) -> None:
         self.tables = tables
         self.family = family
         cp, bl, wr, pa = tables.checkpoints, tables.blobs, tables.writes, tables.parts
@@ -133,7 +143,7 @@ class SaverStatements:
         # --- reading (hot path)
         self.row_columns = tuple(cp.c[name] for name in CHECKPOINT_COLUMNS)
         key_columns = (cp.c.thread_key, cp.c.ns_key, cp.c.checkpoint_id)
-        self.page_columns = key_columns if dialects.page_holds_keys_only(family) else self.row_columns
+        self.page_columns = key_columns if capabilities(family).page_holds_keys_only else self.row_columns
         """What a read's page CTE selects; `_with_children` adds the rest."""
         latest = sa.select(*self.page_columns).where(here).order_by(cp.c.checkpoint_id.desc()).limit(1)
         exact_page = sa.select(*self.page_columns).where(here, cp.c.checkpoint_id == bindparam("checkpoint_id"))
@@ -250,7 +260,7 @@ class SaverStatements:
 
         Blobs are joined through the distinct (thread, namespace, channel, version)
         keys of the page, so a value shared by several checkpoints is sent once. Where
-        the page holds primary keys only (see `dialects.page_holds_keys_only`), each
+        the page holds primary keys only (see `Capabilities.page_holds_keys_only`), each
         part joins back to the checkpoint rows. Rows come back unordered; the caller
         orders the checkpoints.
         """
@@ -259,7 +269,7 @@ class SaverStatements:
         keyed = page.cte("cpsql_page")
         rows: sa.FromClause = keyed
         source: sa.FromClause = keyed
-        if dialects.page_holds_keys_only(self.family):
+        if capabilities(self.family).page_holds_keys_only:
             rows = keyed.join(
                 cp,
                 sa.and_(
@@ -269,7 +279,7 @@ class SaverStatements:
                 ),
             )
             source = cp
-        pairs, channel, version = dialects.version_pairs(self.family, source.c.versions, "cpsql_pairs")
+        pairs, channel, version = version_pairs(self.family, source.c.versions, "cpsql_pairs")
         keys = (
             sa.select(source.c.thread_key, source.c.ns_key, channel.label("channel"), version.label("version"))
             .select_from(rows, pairs)
@@ -280,9 +290,9 @@ class SaverStatements:
             sa.literal_column(str(PART_CHECKPOINT)).label("part"),
             *(source.c[name] for name in CHECKPOINT_COLUMNS),
             null(sa.Integer()),
-            null(dialects.payload()),
+            null(payload()),
         ).select_from(rows)
-        joined, found = dialects.join_by_key(self.family, keys, bl, ("thread_key", "ns_key", "channel", "version"))
+        joined, found = join_by_key(self.family, keys, bl, ("thread_key", "ns_key", "channel", "version"))
         blobs = sa.select(
             sa.literal_column(str(PART_BLOB)),
             found.c.thread_key,
@@ -293,8 +303,8 @@ class SaverStatements:
             null(sa.String()),
             found.c.type,
             found.c.blob,
-            null(dialects.JSONDocument()),
-            null(dialects.JSONDocument()),
+            null(JSONDocument()),
+            null(JSONDocument()),
             null(sa.Integer()),
             found.c.manifest,
         ).select_from(joined)
@@ -308,10 +318,10 @@ class SaverStatements:
             wr.c.task_path,
             wr.c.type,
             wr.c.blob,
-            null(dialects.JSONDocument()),
-            null(dialects.JSONDocument()),
+            null(JSONDocument()),
+            null(JSONDocument()),
             wr.c.idx,
-            null(dialects.payload()),
+            null(payload()),
         ).select_from(
             keyed.join(
                 wr,
@@ -325,7 +335,7 @@ class SaverStatements:
         return sa.union_all(checkpoints, blobs, writes)
 
     def _null(self, type_: sa.types.TypeEngine[Any]) -> sa.ColumnElement[Any]:
-        return dialects.typed_null(self.family, type_)
+        return typed_null(self.family, type_)
 
     def list_page(self, shape: ListShape) -> Prepared:
         """One page of `list`, newest first, continuing below the ``after*`` keyset
@@ -355,9 +365,7 @@ class SaverStatements:
         if shape.before:
             where.append(cp.c.checkpoint_id < bindparam("before_id"))
         for i, kind in enumerate(shape.filters):
-            condition = dialects.json_member_equals(
-                self.family, cp.c.metadata, kind, bindparam(f"fk{i}"), bindparam(f"fv{i}")
-            )
+            condition = json_member_equals(self.family, cp.c.metadata, kind, bindparam(f"fk{i}"), bindparam(f"fv{i}"))
             where.append(condition)
         if shape.after:
             position = [bindparam(f"after{i}", type_=c.type) for i, c in enumerate(order)]
@@ -426,7 +434,7 @@ class SaverStatements:
         if len(pieces) > 1:  # distinct bind names: a chain, or a MySQL batch, sends them in one query
             pieces = [(insert.renamed(f"p{i}"), rows) for i, (insert, rows) in enumerate(pieces)]
         alone = 0 if len(parts) <= ROWS_PER_INSERT else math.ceil(len(parts) / ROWS_PER_INSERT)  # INSERTs of parts
-        if dialects.chains_writes(self.family) and len(pieces) - alone > 1:
+        if capabilities(self.family).chains_writes and len(pieces) - alone > 1:
             chained = pieces[alone:]
             params = {k: v for insert, rows in chained for k, v in insert.params(rows).items()}
             return [*self._singles(pieces[:alone]), (self._chain(chained), params)]

@@ -23,9 +23,9 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from checkpoint_sql import dialects
 from checkpoint_sql.core import bounds
-from checkpoint_sql.dialects import Comparison, JsonPath
+from checkpoint_sql.dialects import Family
+from checkpoint_sql.dialects.json_members import Comparison, JsonPath, json_compare, json_kind_is, json_length
 from checkpoint_sql.errors import InvalidFilterError
 from checkpoint_sql.stores.checks import json_value, preview
 
@@ -105,15 +105,13 @@ def _check_operators(operators: Mapping[Any, Any], where: str) -> None:
             _check_scalar(operand, f"{where}[{name!r}]")
 
 
-def condition(
-    family: dialects.Family, column: sa.ColumnElement[Any], filter: Mapping[str, Any]
-) -> list[sa.ColumnElement[bool]]:
+def condition(family: Family, column: sa.ColumnElement[Any], filter: Mapping[str, Any]) -> list[sa.ColumnElement[bool]]:
     """The SQL conditions an item's value must meet for a checked `filter`."""
     return [_matches(family, column, (key,), expected) for key, expected in filter.items()]
 
 
 def _matches(
-    family: dialects.Family,
+    family: Family,
     column: sa.ColumnElement[Any],
     path: JsonPath,
     expected: Any,
@@ -126,30 +124,30 @@ def _matches(
     if isinstance(expected, Mapping):
         if partial and any(k.startswith("$") for k in expected):
             return sa.and_(*(_operator(family, column, path, name, operand) for name, operand in expected.items()))
-        conditions = [dialects.json_kind_is(family, column, path, "object")]
+        conditions = [json_kind_is(family, column, path, "object")]
         if not partial:
-            conditions.append(dialects.json_length(family, column, path) == len(expected))
+            conditions.append(json_length(family, column, path) == len(expected))
         conditions += [_matches(family, column, (*path, key), sub, partial=partial) for key, sub in expected.items()]
         return sa.and_(*conditions)
     if isinstance(expected, (list, tuple)):
         return sa.and_(
-            dialects.json_kind_is(family, column, path, "array"),
-            dialects.json_length(family, column, path) == len(expected),
+            json_kind_is(family, column, path, "array"),
+            json_length(family, column, path) == len(expected),
             *(_matches(family, column, (*path, i), sub, partial=partial) for i, sub in enumerate(expected)),
         )
     return _scalar_equals(family, column, path, expected)
 
 
 def _scalar_equals(
-    family: dialects.Family, column: sa.ColumnElement[Any], path: JsonPath, expected: Any
+    family: Family, column: sa.ColumnElement[Any], path: JsonPath, expected: Any
 ) -> sa.ColumnElement[bool]:
     if expected is None:
-        return dialects.json_kind_is(family, column, path, "null", or_absent=True)
-    return dialects.json_compare(family, column, path, "eq", expected)
+        return json_kind_is(family, column, path, "null", or_absent=True)
+    return json_compare(family, column, path, "eq", expected)
 
 
 def _operator(
-    family: dialects.Family, column: sa.ColumnElement[Any], path: JsonPath, name: str, operand: Any
+    family: Family, column: sa.ColumnElement[Any], path: JsonPath, name: str, operand: Any
 ) -> sa.ColumnElement[bool]:
     if name == "$eq":
         return _matches(family, column, path, operand, partial=False)
@@ -157,4 +155,4 @@ def _operator(
         return sa.not_(sa.func.coalesce(_matches(family, column, path, operand, partial=False), sa.false()))
     comparison = OPERATORS[name]
     assert comparison is not None
-    return dialects.json_compare(family, column, path, comparison, operand)
+    return json_compare(family, column, path, comparison, operand)

@@ -17,8 +17,9 @@ from typing import Any
 import sqlalchemy as sa
 from langgraph.store.base import MatchCondition
 
-from checkpoint_sql import dialects
 from checkpoint_sql.core.ids import TEXT_ID_MAX
+from checkpoint_sql.dialects import Family
+from checkpoint_sql.dialects.json_members import json_compare
 from checkpoint_sql.errors import InvalidNamespaceError
 from checkpoint_sql.stores.checks import preview
 from checkpoint_sql.stores.tables import NS_HEAD
@@ -90,18 +91,16 @@ def head(stored: bytes) -> bytes:
     return stored[:NS_HEAD]
 
 
-def within(family: dialects.Family, items: sa.Table, prefix: Namespace) -> sa.ColumnElement[bool] | None:
+def within(family: Family, items: sa.Table, prefix: Namespace) -> sa.ColumnElement[bool] | None:
     """Items whose namespace is `prefix` or lies under it; None for the empty prefix."""
     return pattern(family, items, prefix, "prefix")
 
 
-def matches(family: dialects.Family, items: sa.Table, condition: MatchCondition) -> sa.ColumnElement[bool] | None:
+def matches(family: Family, items: sa.Table, condition: MatchCondition) -> sa.ColumnElement[bool] | None:
     return pattern(family, items, tuple(condition.path), condition.match_type)
 
 
-def pattern(
-    family: dialects.Family, items: sa.Table, path: Sequence[str], match_type: str
-) -> sa.ColumnElement[bool] | None:
+def pattern(family: Family, items: sa.Table, path: Sequence[str], match_type: str) -> sa.ColumnElement[bool] | None:
     """Namespaces that start (``prefix``) or end (``suffix``) with `path`, where a
     ``"*"`` label matches any one label.
 
@@ -132,5 +131,5 @@ def pattern(
     for position in range(checked, len(path)):
         if path[position] != WILDCARD:
             index = position if match_type == "prefix" else position - len(path)
-            conditions.append(dialects.json_compare(family, items.c.labels, (index,), "eq", path[position]))
+            conditions.append(json_compare(family, items.c.labels, (index,), "eq", path[position]))
     return sa.and_(*conditions)

@@ -19,8 +19,9 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Row
 from sqlalchemy.exc import IntegrityError
 
-from checkpoint_sql import dialects
 from checkpoint_sql.core.ids import key_of
+from checkpoint_sql.dialects import Family
+from checkpoint_sql.dialects.statements import upsert, upsert_adding
 from checkpoint_sql.errors import SessionConflictError, SessionExistsError, SessionNotFoundError
 from checkpoint_sql.stores.checks import chunks
 from checkpoint_sql.stores.session_models import (
@@ -97,7 +98,7 @@ def _scope(conn: Connection, table: sa.Table, owner: str, keys: Iterable[bytes])
 
 def _put_scope(
     conn: Connection,
-    family: dialects.Family,
+    family: Family,
     table: sa.Table,
     owner: str,
     owner_key: bytes,
@@ -109,7 +110,7 @@ def _put_scope(
         for key, value in sorted(values.items())
     ]
     if rows:
-        conn.execute(dialects.upsert(family, table, ["value", "updated_at"]), rows)
+        conn.execute(upsert(family, table, ["value", "updated_at"]), rows)
 
 
 def _session(conn: Connection, t: StoreTables, row: Row[Any], events: list[SessionEvent]) -> Session:
@@ -140,7 +141,7 @@ def _existing(conn: Connection, t: StoreTables, keys: Keys) -> Row[Any]:
 
 
 def create_session(
-    conn: Connection, t: StoreTables, family: dialects.Family, keys: Keys, state: Scoped, now: datetime
+    conn: Connection, t: StoreTables, family: Family, keys: Keys, state: Scoped, now: datetime
 ) -> Session:
     row = {
         "session_key": keys.session_key,
@@ -223,7 +224,7 @@ def purge(conn: Connection, t: StoreTables, cutoff: datetime) -> PurgeResult:
 def append_event(
     conn: Connection,
     t: StoreTables,
-    family: dialects.Family,
+    family: Family,
     keys: Keys,
     expected_seq: int,
     event: SessionEvent,
@@ -301,12 +302,10 @@ def query_events(conn: Connection, t: StoreTables, keys: Keys, query: EventQuery
     return _events(conn, t, keys.session_key, query)
 
 
-def record_usage(
-    conn: Connection, t: StoreTables, family: dialects.Family, keys: Keys, row: dict[str, Any]
-) -> TurnUsage:
+def record_usage(conn: Connection, t: StoreTables, family: Family, keys: Keys, row: dict[str, Any]) -> TurnUsage:
     _existing(conn, t, keys)
     replace = ["updated_at"] if row["model"] is None else ["updated_at", "model"]
-    conn.execute(dialects.upsert_adding(family, t.usage, ["input_tokens", "output_tokens", "records"], replace), row)
+    conn.execute(upsert_adding(family, t.usage, ["input_tokens", "output_tokens", "records"], replace), row)
     u = t.usage
     stored = conn.execute(sa.select(u).where(u.c.session_key == keys.session_key, u.c.turn_key == row["turn_key"]))
     return _usage(stored.one())
@@ -319,11 +318,9 @@ def list_usage(conn: Connection, t: StoreTables, keys: Keys) -> list[TurnUsage]:
     return [_usage(row) for row in rows]
 
 
-def put_summary(
-    conn: Connection, t: StoreTables, family: dialects.Family, keys: Keys, row: dict[str, Any]
-) -> SessionSummary:
+def put_summary(conn: Connection, t: StoreTables, family: Family, keys: Keys, row: dict[str, Any]) -> SessionSummary:
     _existing(conn, t, keys)
-    conn.execute(dialects.upsert(family, t.summaries, ["summary", "topics", "updated_at"]), row)
+    conn.execute(upsert(family, t.summaries, ["summary", "topics", "updated_at"]), row)
     return SessionSummary(row["filter_key"], row["summary"], row["topics"], row["updated_at"])
 
 

@@ -16,11 +16,11 @@ from typing import Any
 from sqlalchemy.engine import URL, Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from checkpoint_sql import dialects
 from checkpoint_sql.core import engines
 from checkpoint_sql.core.engines import EngineOptions
 from checkpoint_sql.core.ids import key_of
 from checkpoint_sql.core.tables import DEFAULT_PREFIX
+from checkpoint_sql.dialects.transactions import read_only_sql, read_only_url
 from checkpoint_sql.errors import InvalidArgumentError, ReadOnlyError
 from checkpoint_sql.stores import session_ops, transcript
 from checkpoint_sql.stores.checks import Clock, count_arg, json_value, key_of_parts, text_arg, time_arg, utc_now
@@ -92,7 +92,7 @@ class SessionStore(Component):
         clock: Clock = utc_now,
     ) -> None:
         if read_only and (target is None or isinstance(target, (str, URL))):
-            target = dialects.read_only_url(engines.resolve(target))
+            target = read_only_url(engines.resolve(target))
         super().__init__(
             target, async_engine=async_engine, table_prefix=table_prefix, schema=schema, engine_options=engine_options
         )
@@ -108,7 +108,7 @@ class SessionStore(Component):
     # --- plumbing -------------------------------------------------------------------------
 
     def _call(self, op: Any, args: tuple[Any, ...], finish: Any = same, *, write: bool = False) -> Call[Any, Any]:
-        sql = dialects.read_only_sql(self.db.family)
+        sql = read_only_sql(self.db.family)
         if self.read_only and sql is not None:
             return Call(_read_only, (sql, op, *args), finish)
         return Call(op, args, finish, write=write)

@@ -15,9 +15,10 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL, Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from checkpoint_sql import dialects
 from checkpoint_sql.core.engines import EngineOptions
 from checkpoint_sql.core.tables import DEFAULT_PREFIX
+from checkpoint_sql.dialects import Family
+from checkpoint_sql.dialects.statements import upsert
 from checkpoint_sql.stores.checks import Clock, json_value, key_of_parts, seconds_arg, text_arg, utc_now
 from checkpoint_sql.stores.component import Call, Component, Target, same
 from checkpoint_sql.stores.tables import StoreTables
@@ -35,8 +36,8 @@ def _get(conn: Connection, tables: StoreTables, entry_id: bytes, now: datetime) 
     return _MISSING if row is None else row.value
 
 
-def _set(conn: Connection, tables: StoreTables, family: dialects.Family, row: dict[str, Any]) -> None:
-    conn.execute(dialects.upsert(family, tables.short_memory, ["value", "expires_at"]), row)
+def _set(conn: Connection, tables: StoreTables, family: Family, row: dict[str, Any]) -> None:
+    conn.execute(upsert(family, tables.short_memory, ["value", "expires_at"]), row)
 
 
 def _delete(conn: Connection, tables: StoreTables, entry_id: bytes) -> bool:

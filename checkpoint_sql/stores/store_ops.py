@@ -17,8 +17,10 @@ import sqlalchemy as sa
 from langgraph.store.base import Item, MatchCondition, Result, SearchItem
 from sqlalchemy.engine import Connection, Row
 
-from checkpoint_sql import dialects
-from checkpoint_sql.dialects import JsonPath
+from checkpoint_sql.dialects import Family
+from checkpoint_sql.dialects.json_members import JsonPath, json_text
+from checkpoint_sql.dialects.statements import upsert
+from checkpoint_sql.dialects.vectors import cosine_similarity, load_sqlite_vec
 from checkpoint_sql.errors import MemoryNotFoundError
 from checkpoint_sql.stores import filters, namespaces
 from checkpoint_sql.stores.checks import chunks
@@ -30,7 +32,7 @@ from checkpoint_sql.stores.vectors import norm, numpy_scores
 @dataclass(frozen=True, slots=True)
 class Context:
     tables: StoreTables
-    family: dialects.Family
+    family: Family
     scoring: Literal["database", "numpy"] | None
     """Where similarity is computed; None when the store has no index."""
 
@@ -169,7 +171,7 @@ def _conditions(ctx: Context, search: Search, now: datetime) -> list[sa.ColumnEl
     if search.contains is not None:
         path, needle = search.contains
         pattern = "%" + needle.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-        conditions.append(dialects.json_text(ctx.family, items.c.value, path).ilike(pattern, escape="\\"))
+        conditions.append(json_text(ctx.family, items.c.value, path).ilike(pattern, escape="\\"))
     return conditions
 
 
@@ -186,9 +188,9 @@ def _search(conn: Connection, ctx: Context, search: Search, now: datetime) -> li
     if ctx.scoring == "numpy":
         return _numpy_search(conn, ctx, search, joined, conditions, now)
     if ctx.family == "sqlite":
-        dialects.load_sqlite_vec(conn)
+        load_sqlite_vec(conn)
     q = search.query_vector
-    best = sa.func.max(dialects.cosine_similarity(ctx.family, vectors.c.embedding, vectors.c.norm, q, norm(q)))
+    best = sa.func.max(cosine_similarity(ctx.family, vectors.c.embedding, vectors.c.norm, q, norm(q)))
     query = (
         sa.select(*_columns(items), best.label("score"))
         .select_from(joined)
@@ -283,7 +285,7 @@ def _apply_puts(conn: Connection, ctx: Context, puts: Sequence[Put], now: dateti
     rows = [_row(put, now) for put in puts if put.value is not None]
     if rows:
         update = [c for c in rows[0] if c not in ("item_id", "created_at")]
-        conn.execute(dialects.upsert(ctx.family, items, update), rows)
+        conn.execute(upsert(ctx.family, items, update), rows)
     for chunk in chunks(ids):
         conn.execute(sa.delete(vectors).where(vectors.c.item_id.in_(chunk)))
     vector_rows = [

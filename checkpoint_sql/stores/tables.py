@@ -31,9 +31,18 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from checkpoint_sql import dialects
 from checkpoint_sql.core.migrate import MigrationTarget
 from checkpoint_sql.core.tables import check_prefix, lease_table
+from checkpoint_sql.dialects.columns import (
+    JSONDocument,
+    UTCDateTime,
+    Vector,
+    key_bytes,
+    long_text,
+    payload,
+    short_bytes,
+    unicode_key,
+)
 
 NS_HEAD = 512
 """Bytes of a namespace kept in its indexed column; longer namespaces are matched on the
@@ -66,28 +75,28 @@ class StoreTables:
 
 
 def _key(name: str, *, primary_key: bool = False) -> sa.Column[bytes]:
-    return sa.Column(name, dialects.key_bytes(), nullable=False, primary_key=primary_key)
+    return sa.Column(name, key_bytes(), nullable=False, primary_key=primary_key)
 
 
 def _time(name: str, *, nullable: bool = False) -> sa.Column[Any]:
-    return sa.Column(name, dialects.UTCDateTime(), nullable=nullable)
+    return sa.Column(name, UTCDateTime(), nullable=nullable)
 
 
 def store_tables(prefix: str, schema: str | None = None) -> StoreTables:
     """Build the table metadata for `prefix` and `schema`."""
     check_prefix(prefix)
     md = sa.MetaData(schema=schema)
-    text = dialects.long_text
+    text = long_text
     items = sa.Table(
         f"{prefix}store_items",
         md,
         _key("item_id", primary_key=True),
-        sa.Column("namespace", dialects.payload(), nullable=False),
-        sa.Column("ns_head", dialects.short_bytes(NS_HEAD), nullable=False),
-        sa.Column("labels", dialects.JSONDocument(), nullable=False),
+        sa.Column("namespace", payload(), nullable=False),
+        sa.Column("ns_head", short_bytes(NS_HEAD), nullable=False),
+        sa.Column("labels", JSONDocument(), nullable=False),
         sa.Column("depth", sa.Integer(), nullable=False),
         sa.Column("key", text(), nullable=False),
-        sa.Column("value", dialects.JSONDocument(), nullable=False),
+        sa.Column("value", JSONDocument(), nullable=False),
         _time("created_at"),
         _time("updated_at"),
         _time("expires_at", nullable=True),
@@ -101,7 +110,7 @@ def store_tables(prefix: str, schema: str | None = None) -> StoreTables:
         _key("item_id", primary_key=True),
         sa.Column("field_no", sa.Integer(), primary_key=True, autoincrement=False),
         sa.Column("field", text(), nullable=False),
-        sa.Column("embedding", dialects.Vector(), nullable=False),
+        sa.Column("embedding", Vector(), nullable=False),
         sa.Column("norm", sa.Double(), nullable=False),
     )
     sessions = sa.Table(
@@ -113,7 +122,7 @@ def store_tables(prefix: str, schema: str | None = None) -> StoreTables:
         sa.Column("app_name", text(), nullable=False),
         sa.Column("user_id", text(), nullable=False),
         sa.Column("session_id", text(), nullable=False),
-        sa.Column("state", dialects.JSONDocument(), nullable=False),
+        sa.Column("state", JSONDocument(), nullable=False),
         sa.Column("last_seq", sa.BigInteger(), nullable=False),
         _time("created_at"),
         _time("updated_at"),
@@ -126,13 +135,13 @@ def store_tables(prefix: str, schema: str | None = None) -> StoreTables:
         md,
         _key("session_key", primary_key=True),
         sa.Column("seq", sa.BigInteger(), primary_key=True, autoincrement=False),
-        sa.Column("event_id", dialects.unicode_key(EVENT_ID_MAX), nullable=False),
+        sa.Column("event_id", unicode_key(EVENT_ID_MAX), nullable=False),
         sa.Column("author", text(), nullable=False),
-        sa.Column("type", dialects.unicode_key(EVENT_TYPE_MAX), nullable=False),
-        sa.Column("turn_key", dialects.key_bytes(), nullable=True),
+        sa.Column("type", unicode_key(EVENT_TYPE_MAX), nullable=False),
+        sa.Column("turn_key", key_bytes(), nullable=True),
         sa.Column("turn_id", text(), nullable=True),
-        sa.Column("content", dialects.JSONDocument(), nullable=True),
-        sa.Column("state_delta", dialects.JSONDocument(), nullable=False),
+        sa.Column("content", JSONDocument(), nullable=True),
+        sa.Column("state_delta", JSONDocument(), nullable=False),
         _time("created_at"),
     )
     app_state = sa.Table(
@@ -141,7 +150,7 @@ def store_tables(prefix: str, schema: str | None = None) -> StoreTables:
         _key("app_key", primary_key=True),
         _key("state_key", primary_key=True),
         sa.Column("key", text(), nullable=False),
-        sa.Column("value", dialects.JSONDocument(), nullable=True),
+        sa.Column("value", JSONDocument(), nullable=True),
         _time("updated_at"),
     )
     user_state = sa.Table(
@@ -150,7 +159,7 @@ def store_tables(prefix: str, schema: str | None = None) -> StoreTables:
         _key("user_key", primary_key=True),
         _key("state_key", primary_key=True),
         sa.Column("key", text(), nullable=False),
-        sa.Column("value", dialects.JSONDocument(), nullable=True),
+        sa.Column("value", JSONDocument(), nullable=True),
         _time("updated_at"),
     )
     summaries = sa.Table(
@@ -160,7 +169,7 @@ def store_tables(prefix: str, schema: str | None = None) -> StoreTables:
         _key("filter_hash", primary_key=True),
         sa.Column("filter_key", text(), nullable=False),
         sa.Column("summary", text(), nullable=False),
-        sa.Column("topics", dialects.JSONDocument(), nullable=False),
+        sa.Column("topics", JSONDocument(), nullable=False),
         _time("updated_at"),
     )
     usage = sa.Table(
@@ -183,7 +192,7 @@ def store_tables(prefix: str, schema: str | None = None) -> StoreTables:
         _key("type_key"),
         sa.Column("memory_type", text(), nullable=False),
         sa.Column("key", text(), nullable=False),
-        sa.Column("value", dialects.JSONDocument(), nullable=True),
+        sa.Column("value", JSONDocument(), nullable=True),
         _time("expires_at"),
         sa.Index(f"{prefix}short_memory_type_idx", "type_key", "expires_at"),
         sa.Index(f"{prefix}short_memory_expires_idx", "expires_at"),

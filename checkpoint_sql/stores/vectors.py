@@ -18,7 +18,8 @@ from typing import Any, Literal
 from langchain_core.embeddings import Embeddings
 from langgraph.store.base import IndexConfig, ensure_embeddings, get_text_at_path, tokenize_path
 
-from checkpoint_sql import dialects
+from checkpoint_sql.dialects import Family
+from checkpoint_sql.dialects.vectors import sqlite_vec_loadable
 from checkpoint_sql.errors import ConfigurationError, InvalidArgumentError
 from checkpoint_sql.stores.checks import preview
 
@@ -36,7 +37,7 @@ class Index:
     scoring: Literal["database", "numpy"]
 
 
-def index_of(config: IndexConfig | None, family: dialects.Family, scoring: Scoring) -> Index | None:
+def index_of(config: IndexConfig | None, family: Family, scoring: Scoring) -> Index | None:
     """Check `config` (``dims`` and ``embed`` required, ``fields`` optional) and decide
     where similarity is computed; refuse a choice the engine cannot honour."""
     if config is None:
@@ -61,8 +62,8 @@ def index_of(config: IndexConfig | None, family: dialects.Family, scoring: Scori
     )
 
 
-def _scoring(family: dialects.Family, scoring: Scoring) -> Literal["database", "numpy"]:
-    in_database = family == "postgresql" or (family == "sqlite" and dialects.sqlite_vec_loadable())
+def _scoring(family: Family, scoring: Scoring) -> Literal["database", "numpy"]:
+    in_database = family == "postgresql" or (family == "sqlite" and sqlite_vec_loadable())
     if scoring not in ("auto", "database", "numpy"):
         raise ConfigurationError(f"vector_scoring must be 'auto', 'database' or 'numpy', not {preview(scoring)}")
     if scoring == "database" and not in_database:

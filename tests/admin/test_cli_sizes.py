@@ -10,8 +10,9 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from checkpoint_sql import SQLSaver, dialects
+from checkpoint_sql import SQLSaver
 from checkpoint_sql.core.ids import key_of
+from checkpoint_sql.dialects.introspection import stored_size
 from checkpoint_sql.saver import elements
 from tests.cli_helpers import run
 from tests.helpers import checkpoint, config, count, long_thread, messages
@@ -19,7 +20,7 @@ from tests.helpers import checkpoint, config, count, long_thread, messages
 
 def stored(saver: SQLSaver, column: sa.Column[Any], *where: sa.ColumnElement[bool]) -> int:
     """The payload bytes of `column` in the rows matching `where`."""
-    size = dialects.stored_size(saver.db.family, column)
+    size = stored_size(saver.db.family, column)
     with saver.db.sync_engine.connect() as conn:
         return int(conn.execute(sa.select(sa.func.coalesce(sa.func.sum(size), 0)).where(*where)).scalar_one())
 

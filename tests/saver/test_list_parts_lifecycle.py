@@ -33,10 +33,11 @@ from langchain_core.messages import HumanMessage
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 from langgraph.types import Command
 
-from checkpoint_sql import MissingPartsError, RetentionSweeper, SQLSaver, dialects
+from checkpoint_sql import MissingPartsError, RetentionSweeper, SQLSaver
 from checkpoint_sql.core import migrate
 from checkpoint_sql.core.database import Database
 from checkpoint_sql.core.ids import key_of
+from checkpoint_sql.dialects.columns import payload as payload_type
 from checkpoint_sql.saver import elements, operations
 from checkpoint_sql.saver.statements import SaverStatements
 from tests.cli_helpers import orphans, run
@@ -846,7 +847,7 @@ def test_setup_completes_a_0004_a_killed_process_left_half_done(engine_name: str
     with SQLSaver(db_url) as saver:
         _alembic(saver, command.upgrade, "0003")
         engine = saver.db.sync_engine
-        payload = dialects.payload().compile(dialect=engine.dialect)
+        payload = payload_type().compile(dialect=engine.dialect)
         with engine.begin() as conn:
             conn.execute(sa.text(f"ALTER TABLE {saver.tables.blobs.name} ADD COLUMN manifest {payload}"))
             if done == "column and table":

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from langgraph.store.memory import InMemoryStore
 
 from checkpoint_sql import ConfigurationError, MemoryNotFoundError, SQLStore
-from checkpoint_sql.dialects import sqlite_vec_loadable
+from checkpoint_sql.dialects.vectors import sqlite_vec_loadable
 from tests.store_helpers import INDEX, Clock, aembed, snapshot
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-from checkpoint_sql import dialects
+from checkpoint_sql.dialects import columns as dialects
 
 revision = "0001"
 down_revision = None

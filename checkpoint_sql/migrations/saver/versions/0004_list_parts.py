@@ -16,7 +16,7 @@ import struct
 import sqlalchemy as sa
 from alembic import op
 
-from checkpoint_sql import dialects
+from checkpoint_sql.dialects import columns as dialects
 from checkpoint_sql.errors import MissingPartsError
 
 revision = "0004"
