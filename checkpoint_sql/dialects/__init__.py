@@ -22,3 +22,5 @@ from typing import Literal
 
 Family = Literal["sqlite", "postgresql", "mysql"]
 """An engine family: MariaDB is "mysql"."""
+MYSQL_DIALECTS = ("mysql", "mariadb")
+"""The SQLAlchemy dialect names of the "mysql" family."""

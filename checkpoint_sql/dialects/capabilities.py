@@ -9,9 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from checkpoint_sql.dialects import Family
-
-_MYSQL = ("mysql", "mariadb")
+from checkpoint_sql.dialects import MYSQL_DIALECTS, Family
 
 
 def family_of(dialect_name: str) -> Family:
@@ -20,7 +18,7 @@ def family_of(dialect_name: str) -> Family:
         return "sqlite"
     if dialect_name == "postgresql":
         return "postgresql"
-    if dialect_name in _MYSQL:
+    if dialect_name in MYSQL_DIALECTS:
         return "mysql"
     raise ValueError(f"unsupported SQLAlchemy dialect {dialect_name!r}")
 

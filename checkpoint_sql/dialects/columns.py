@@ -19,13 +19,13 @@ from sqlalchemy.dialects import mysql, postgresql
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
-_MYSQL = ("mysql", "mariadb")
+from checkpoint_sql.dialects import MYSQL_DIALECTS
 
 
 def key_bytes() -> TypeEngine[bytes]:
     """A 16-byte hash key. Ids of any length are keyed by their hash, because
     PostgreSQL's btree refuses entries over ~2.7 kB and InnoDB keys stop at 3072 bytes."""
-    return sa.LargeBinary(16).with_variant(mysql.BINARY(16), *_MYSQL)
+    return sa.LargeBinary(16).with_variant(mysql.BINARY(16), *MYSQL_DIALECTS)
 
 
 def ascii_key(length: int) -> TypeEngine[str]:
@@ -38,7 +38,7 @@ def ascii_key(length: int) -> TypeEngine[str]:
     return (
         sa.String(length)
         .with_variant(sa.String(length, collation="C"), "postgresql")
-        .with_variant(mysql.VARCHAR(length, charset="ascii", collation="ascii_bin"), *_MYSQL)
+        .with_variant(mysql.VARCHAR(length, charset="ascii", collation="ascii_bin"), *MYSQL_DIALECTS)
     )
 
 
@@ -47,24 +47,24 @@ def unicode_key(length: int) -> TypeEngine[str]:
     return (
         sa.String(length)
         .with_variant(sa.String(length, collation="C"), "postgresql")
-        .with_variant(mysql.VARCHAR(length, charset="utf8mb4", collation="utf8mb4_bin"), *_MYSQL)
+        .with_variant(mysql.VARCHAR(length, charset="utf8mb4", collation="utf8mb4_bin"), *MYSQL_DIALECTS)
     )
 
 
 def short_bytes(length: int) -> TypeEngine[bytes]:
     """At most `length` bytes, compared byte by byte (no collation, no pad-space rule)
     and indexable on every engine: VARBINARY on MySQL, whose BLOBs cannot be keys."""
-    return sa.LargeBinary(length).with_variant(mysql.VARBINARY(length), *_MYSQL)
+    return sa.LargeBinary(length).with_variant(mysql.VARBINARY(length), *MYSQL_DIALECTS)
 
 
 def long_text() -> TypeEngine[str]:
     """Unbounded text that is never indexed (thread ids, namespaces, task paths)."""
-    return sa.Text().with_variant(mysql.MEDIUMTEXT(charset="utf8mb4", collation="utf8mb4_bin"), *_MYSQL)
+    return sa.Text().with_variant(mysql.MEDIUMTEXT(charset="utf8mb4", collation="utf8mb4_bin"), *MYSQL_DIALECTS)
 
 
 def payload() -> TypeEngine[bytes]:
     """Serialized bytes; MySQL's plain BLOB would stop at 64 kB."""
-    return sa.LargeBinary().with_variant(mysql.LONGBLOB(), *_MYSQL)
+    return sa.LargeBinary().with_variant(mysql.LONGBLOB(), *MYSQL_DIALECTS)
 
 
 def canonical_json(value: Any) -> str:
@@ -82,7 +82,7 @@ class JSONDocument(TypeDecorator[Any]):
     def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
         if dialect.name == "postgresql":
             return dialect.type_descriptor(postgresql.JSONB())
-        if dialect.name in _MYSQL:
+        if dialect.name in MYSQL_DIALECTS:
             return dialect.type_descriptor(mysql.LONGTEXT(charset="utf8mb4", collation="utf8mb4_bin"))
         return dialect.type_descriptor(sa.Text())
 
@@ -108,7 +108,7 @@ class UTCDateTime(TypeDecorator[datetime]):
     cache_ok = True
 
     def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
-        if dialect.name in _MYSQL:
+        if dialect.name in MYSQL_DIALECTS:
             return dialect.type_descriptor(mysql.DATETIME(fsp=6))
         return dialect.type_descriptor(sa.DateTime())
 
@@ -131,7 +131,7 @@ class Vector(TypeDecorator[list[float]]):
     def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
         if dialect.name == "postgresql":
             return dialect.type_descriptor(postgresql.ARRAY(postgresql.REAL()))
-        if dialect.name in _MYSQL:
+        if dialect.name in MYSQL_DIALECTS:
             return dialect.type_descriptor(mysql.LONGBLOB())
         return dialect.type_descriptor(sa.LargeBinary())
 
