@@ -20,8 +20,10 @@ The rules, for the daemon thread of `start` and the asyncio task of `astart` ali
   cancels the task after `timeout` seconds and returns False once it has ended: when
   `astop` returns, nothing of the sweeper runs any more, so the engines can be
   disposed.
-* **Cancelling** the task (or the future `start` returns) stops the loop too; a
-  cancelled sweep ends as a failed one does, through its ``finally`` blocks.
+* **Cancelling** the task ends it where it is: the sweep unwinds through its
+  ``finally`` blocks (a sweeper's lease is released there), and nothing is logged,
+  since it was asked for. Cancelling the future `start` returns is a `stop` that
+  does not wait.
 * **A failed sweep is logged** (a warning with its traceback) and the next one runs
   on schedule: a database that is briefly down must not end sweeping for the life of
   the process.
