@@ -2,12 +2,13 @@
 
 `RetentionSweeper` calls `SQLSaver.retain` with one policy at a fixed interval: on a
 daemon thread (`start` / `stop`, or ``with``), or as a task of the running event
-loop (`astart` / `astop`, or ``async with``). The first sweep runs at start. A
-failed sweep is logged (logger ``checkpoint_sql.saver.retention``) and kept in
-`last_error`, and the next one runs on schedule: a database that is briefly down
-must not end retention for the life of the process. Stopping takes effect between
-two threads of a sweep, so it never waits for a whole sweep, and never abandons a
-thread's transaction half-way.
+loop (`astart` / `astop`, or ``async with``), by the rules of every sweeper
+(`checkpoint_sql.core.periodic`): the first sweep runs at start, a second start
+changes nothing, and a failed sweep is logged (logger
+``checkpoint_sql.saver.retention``), kept in `last_error`, and the next one runs on
+schedule: a database that is briefly down must not end retention for the life of the
+process. Stopping takes effect between two threads of a sweep, so it never waits for
+a whole sweep, and never abandons a thread's transaction half-way.
 
 Replicas cooperate through a lease (`checkpoint_sql.core.leases`, the ``retention`` row of
 ``<prefix>leases``): a sweep first takes the lease, and a sweeper that finds it held
@@ -25,12 +26,13 @@ import asyncio
 import contextlib
 import logging
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import timedelta
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from checkpoint_sql.core.leases import Lease
+from checkpoint_sql.core.periodic import Periodic, Run
 from checkpoint_sql.errors import ConfigurationError
 from checkpoint_sql.saver.retention import Override, RetentionPolicy, RetentionReport, Veto
 
@@ -52,6 +54,11 @@ class _Stopped(Exception):
 
 class _LeaseLost(Exception):
     """Raised between two threads of a sweep once another process took the lease."""
+
+
+def _never() -> bool:
+    """A sweep called directly (`sweep`, `asweep`) is never asked to stop."""
+    return False
 
 
 class RetentionSweeper:
@@ -95,22 +102,11 @@ class RetentionSweeper:
         self._lost = threading.Event()
         self.last_report: RetentionReport | None = None
         self.last_error: BaseException | None = None
-        self._stopping = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._task: asyncio.Task[None] | None = None
-        self._wake: asyncio.Event | None = None
+        self._runner = Periodic("checkpoint-sql-retention", self._turn, self._aturn, log=log)
 
     @property
     def running(self) -> bool:
-        return (self._thread is not None and self._thread.is_alive()) or (
-            self._task is not None and not self._task.done()
-        )
-
-    def _check(self, _done: int, _total: int) -> None:
-        if self._stopping.is_set():
-            raise _Stopped
-        if self._lost.is_set():
-            raise _LeaseLost
+        return self._runner.running
 
     def _skip(self, *, lost: bool = False) -> None:
         self.skipped += 1
@@ -119,14 +115,22 @@ class RetentionSweeper:
         else:
             log.debug("retention sweep skipped: another process holds lease %r", self.lease.name)
 
-    def _retain_arguments(self) -> dict[str, Any]:
+    def _retain_arguments(self, stopping: Callable[[], bool]) -> dict[str, Any]:
         """What one sweep asks of `retain` / `aretain`: the policy, the threads, the
-        hooks, and `_check` as progress, which ends the sweep once the lease is lost."""
+        hooks, and a progress callback that ends the sweep between two threads once
+        a stop was asked for or the lease was lost."""
+
+        def progress(_done: int, _total: int) -> None:
+            if stopping():
+                raise _Stopped
+            if self._lost.is_set():
+                raise _LeaseLost
+
         return {
             "keep_last": self.policy.keep_last,
             "older_than": self.policy.older_than,
             "threads": self.threads,
-            "progress": self._check,
+            "progress": progress,
             "override": self.override,
             "veto": self.veto,
         }
@@ -143,15 +147,26 @@ class RetentionSweeper:
         if self.on_report is not None:
             self.on_report(report)
 
-    def _failed(self, exc: Exception) -> None:
-        self.last_error = exc
-        log.warning("retention sweep failed: %s: %s", type(exc).__name__, exc)
+    @contextlib.contextmanager
+    def _kept_error(self) -> Iterator[None]:
+        """Around a sweep of the runner's: a stop that cut it short is no failure; a
+        failure is kept in `last_error`, then goes on to the runner, which logs it."""
+        try:
+            yield
+        except _Stopped:
+            pass
+        except Exception as exc:
+            self.last_error = exc
+            raise
 
     # --- sync ---------------------------------------------------------------------------
 
     def sweep(self) -> RetentionReport | None:
         """Run one sweep now, in the calling thread; None (and nothing done) if
         another process holds the lease."""
+        return self._sweep(_never)
+
+    def _sweep(self, stopping: Callable[[], bool]) -> RetentionReport | None:
         if not self.lease.acquire():
             self._skip()
             return None
@@ -161,7 +176,7 @@ class RetentionSweeper:
         heartbeat.start()
         hold = 0.0
         try:
-            report = self.saver.retain(**self._retain_arguments())
+            report = self.saver.retain(**self._retain_arguments(stopping))
             hold = self.interval
         except _LeaseLost:
             self._skip(lost=True)
@@ -173,6 +188,10 @@ class RetentionSweeper:
         self._record(report)
         return report
 
+    def _turn(self, run: Run) -> None:
+        with self._kept_error():
+            self._sweep(run.stopping)
+
     def _heartbeat(self, done: threading.Event) -> None:
         while not done.wait(self.lease.ttl / 3):
             try:
@@ -183,29 +202,15 @@ class RetentionSweeper:
                 log.warning("lease %r renewal failed: %s: %s", self.lease.name, type(exc).__name__, exc)
 
     def start(self) -> None:
-        """Start sweeping on a daemon thread."""
-        if self.running:
-            raise ConfigurationError("RetentionSweeper is already running")
-        self._stopping.clear()
-        self._thread = threading.Thread(target=self._loop, name="checkpoint-sql-retention", daemon=True)
-        self._thread.start()
+        """Sweep now and then every `every` on a daemon thread; starting a running
+        sweeper changes nothing."""
+        self._runner.start(self.interval)
 
-    def stop(self, timeout: float | None = None) -> None:
-        """Stop sweeping; returns once the thread being swept (if any) is done."""
-        self._stopping.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            self._thread = None
-
-    def _loop(self) -> None:
-        while not self._stopping.is_set():
-            try:
-                self.sweep()
-            except _Stopped:
-                return
-            except Exception as exc:
-                self._failed(exc)
-            self._stopping.wait(self.interval)
+    def stop(self, timeout: float | None = None) -> bool:
+        """Stop sweeping once the thread being swept (if any) is done; whether the
+        sweeper thread ended within `timeout` seconds (if not, it ends after that
+        thread)."""
+        return self._runner.stop(timeout)
 
     def __enter__(self) -> RetentionSweeper:
         self.start()
@@ -221,6 +226,9 @@ class RetentionSweeper:
     async def asweep(self) -> RetentionReport | None:
         """Run one sweep now, on the saver's async engine; None (and nothing done)
         if another process holds the lease."""
+        return await self._asweep(_never)
+
+    async def _asweep(self, stopping: Callable[[], bool]) -> RetentionReport | None:
         if not await self.lease.aacquire():
             self._skip()
             return None
@@ -228,7 +236,7 @@ class RetentionSweeper:
         heartbeat = asyncio.get_running_loop().create_task(self._aheartbeat(), name="checkpoint-sql-lease")
         hold = 0.0
         try:
-            report = await self.saver.aretain(**self._retain_arguments())
+            report = await self.saver.aretain(**self._retain_arguments(stopping))
             hold = self.interval
         except _LeaseLost:
             self._skip(lost=True)
@@ -239,6 +247,10 @@ class RetentionSweeper:
             await self.lease.arelease(hold_for=hold)
         self._record(report)
         return report
+
+    async def _aturn(self, run: Run) -> None:
+        with self._kept_error():
+            await self._asweep(run.stopping)
 
     async def _aheartbeat(self) -> None:
         while True:
@@ -251,32 +263,14 @@ class RetentionSweeper:
                 log.warning("lease %r renewal failed: %s: %s", self.lease.name, type(exc).__name__, exc)
 
     async def astart(self) -> None:
-        """Start sweeping as a task of the running event loop."""
-        if self.running:
-            raise ConfigurationError("RetentionSweeper is already running")
-        self._stopping.clear()
-        self._wake = asyncio.Event()
-        self._task = asyncio.get_running_loop().create_task(self._aloop(self._wake), name="checkpoint-sql-retention")
+        """Sweep as `start` does, as a task of the running event loop."""
+        await self._runner.astart(self.interval)
 
-    async def astop(self) -> None:
-        """Stop sweeping; returns once the thread being swept (if any) is done."""
-        self._stopping.set()
-        if self._wake is not None:
-            self._wake.set()
-        if self._task is not None:
-            await self._task
-            self._task = None
-
-    async def _aloop(self, wake: asyncio.Event) -> None:
-        while not self._stopping.is_set():
-            try:
-                await self.asweep()
-            except _Stopped:
-                return
-            except Exception as exc:
-                self._failed(exc)
-            with contextlib.suppress(TimeoutError, asyncio.TimeoutError):
-                await asyncio.wait_for(wake.wait(), self.interval)
+    async def astop(self, timeout: float | None = None) -> bool:
+        """Stop sweeping once the thread being swept (if any) is done, cancelling the
+        task if that takes over `timeout` seconds; returns once the task has ended,
+        whether it ended in time."""
+        return await self._runner.astop(timeout)
 
     async def __aenter__(self) -> RetentionSweeper:
         await self.astart()

@@ -370,19 +370,26 @@ class SQLStore(MemoryMethods, Component, BaseStore):
         return Call(store_ops.sweep, (self._ctx, self._clock()), same, write=True)
 
     def start_ttl_sweeper(self, sweep_interval_minutes: float | None = None) -> concurrent.futures.Future[None]:
-        """Sweep periodically in a daemon thread, every `sweep_interval_minutes` (default:
-        the TTL config's, else 5); the future completes once `stop_ttl_sweeper` ends it."""
+        """Sweep now and then every `sweep_interval_minutes` (default: the TTL config's,
+        else 5) in a daemon thread; the future completes once the thread ends
+        (`stop_ttl_sweeper`, or cancelling the future). Starting a running sweeper
+        returns its future and keeps its interval. A failed sweep is logged and the
+        next one runs on schedule (the rules of `checkpoint_sql.core.periodic`)."""
         return self._sweeper.start(self._interval(sweep_interval_minutes))
 
     def stop_ttl_sweeper(self, timeout: float | None = None) -> bool:
-        """Stop the sweeper thread; whether it stopped within `timeout` seconds."""
+        """Stop the sweeper thread; whether it ended within `timeout` seconds (True if
+        none ran). A sweep that outlasts `timeout` still finishes, then the thread ends."""
         return self._sweeper.stop(timeout)
 
     async def astart_ttl_sweeper(self, sweep_interval_minutes: float | None = None) -> asyncio.Task[None]:
-        """Sweep periodically in a task of the running event loop, on the async engine."""
-        return self._sweeper.astart(self._interval(sweep_interval_minutes))
+        """Sweep as `start_ttl_sweeper` does, in a task of the running event loop, on
+        the async engine; the task ends when the sweeper stops or is cancelled."""
+        return await self._sweeper.astart(self._interval(sweep_interval_minutes))
 
     async def astop_ttl_sweeper(self, timeout: float | None = None) -> bool:
+        """Stop the sweeper task, cancelling a sweep that outlasts `timeout` seconds;
+        returns once the task has ended, whether it ended in time (True if none ran)."""
         return await self._sweeper.astop(timeout)
 
     def _interval(self, minutes: float | None) -> float:

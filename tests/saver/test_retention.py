@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from checkpoint_sql import InvalidArgumentError, RetentionSweeper, SchemaNotReadyError, SQLSaver
 from tests import lineages
 from tests.cli_helpers import age, all_tuples, orphans
-from tests.helpers import count, long_thread, snapshot
+from tests.helpers import count, long_thread, put_chain, snapshot
 
 
 @pytest.fixture
@@ -126,6 +126,19 @@ async def test_the_async_sweeper_runs_on_the_event_loop(saver: SQLSaver) -> None
             await asyncio.sleep(0.02)
     assert not sweeper.running and sweeper.sweeps >= 2 and sweeper.last_error is None
     assert all(n <= 2 for (thread, _), n in per_namespace(saver).items() if thread != "log")
+
+
+def test_a_second_start_changes_nothing_and_a_stopped_sweeper_still_sweeps_on_demand(saver: SQLSaver) -> None:
+    sweeper = RetentionSweeper(saver, every=3600, keep_last=2)
+    with sweeper:
+        sweeper.start()
+        deadline = time.monotonic() + 20
+        while sweeper.sweeps < 1 and time.monotonic() < deadline:
+            time.sleep(0.02)
+    assert sweeper.sweeps == 1, "one sweep at start, none for the second start"
+    put_chain(saver, "later", 3)
+    report = sweeper.sweep()
+    assert report is not None and report.checkpoints_deleted == 1, "a stop ends the loop, not sweep()"
 
 
 def test_a_failing_sweep_is_kept_and_the_sweeper_carries_on(tmp_path: Path) -> None:

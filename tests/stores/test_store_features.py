@@ -90,6 +90,16 @@ def test_the_sweeper_thread_removes_expired_items_until_stopped(store: SQLStore,
     assert done.done() and _rows(store, "items") == 1 and _rows(store, "vectors") == 1
 
 
+def test_the_sweeper_sweeps_at_start_not_one_interval_later(store: SQLStore, clock: Clock) -> None:
+    store.put(("s",), "gone", {"text": "rain"}, ttl=0.5)
+    clock.advance(minutes=1)
+    store.start_ttl_sweeper(sweep_interval_minutes=60)
+    deadline = time.monotonic() + 5
+    while _rows(store, "items") and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert store.stop_ttl_sweeper(timeout=5) and _rows(store, "items") == 0
+
+
 async def test_the_async_sweeper_task_removes_expired_items(db_url: str, clock: Clock) -> None:
     async with SQLStore.from_conn_string(db_url, clock=clock) as store:
         await store.asetup()
