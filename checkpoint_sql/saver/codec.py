@@ -46,10 +46,13 @@ EMPTY = "empty"
 """Type tag of a channel that has a version but no value at this checkpoint."""
 
 
+# What the decoders below read of a row, by name. Protocols rather than the
+# `rows.py` classes, because retention and the admin readers pass the SQLAlchemy
+# rows of their own selects, which name the same columns alike among others.
+
+
 class Versioned(Protocol):
-    """A row with a checkpoint's channel versions: a `CheckpointRow`, or a row of a
-    select that lists the same columns by the same names (the admin readers',
-    retention's). Only `versions` is read."""
+    """A row holding a checkpoint's channel versions."""
 
     @property
     def versions(self) -> Any: ...

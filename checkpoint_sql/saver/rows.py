@@ -1,11 +1,12 @@
-"""The rows the saver's hot-path reads return, each defined once.
+"""The rows the saver's reads return, each kind defined once.
 
-Those reads run on the DBAPI cursor (`prepared.py`), whose rows are plain tuples. Each
-kind of row is a NamedTuple whose fields name the columns: `statements.py` builds the
-select lists from the fields and the readers decode with the same class, so a column
-added or moved in one place cannot leave the other reading its neighbour. A
-NamedTuple rather than a dict because `get_tuple` and `list` decode every row in
-Python: one costs a tuple, and a field is read by attribute.
+The hot-path reads run on the DBAPI cursor (`prepared.py`), whose rows are plain
+tuples: nothing but position ties a value to its column. So each kind of row is a
+NamedTuple whose fields name the columns; `statements.py` builds the select lists
+from the fields and the readers decode with the same class, and a column added or
+moved in one place cannot leave the other reading its neighbour. A NamedTuple rather
+than a dict because `get_tuple` and `list` decode every row in Python: one costs a
+tuple, and a field is read by attribute.
 
 A read's checkpoints, blobs and writes come back as one UNION ALL (`UNION_COLUMNS`),
 each kind a `Branch` that says which union column each of its fields travels in.
@@ -62,7 +63,7 @@ class PartRow(NamedTuple):
     data: bytes
 
 
-R = TypeVar("R", CheckpointRow, BlobRow, WriteRow, PartRow)
+R = TypeVar("R", bound=NamedTuple)
 
 
 def columns(source: sa.FromClause, row: type[R]) -> list[sa.ColumnElement[Any]]:
