@@ -184,8 +184,9 @@ def _forget(
     parts that no remaining blob reaches go too (`collect_parts`).
     """
     here = {"tkey": thread_key, "nkey": ns_key}
-    referenced = {(k[2], k[3]) for row in kept for k in codec.blob_keys(row)}
-    garbage = [tuple(p) for p in conn.execute(st.blob_keys_of_namespace, here) if tuple(p) not in referenced]
+    referenced = {(channel, version) for row in kept for _, _, channel, version in codec.blob_keys(row)}
+    stored = [(blob.channel, blob.version) for blob in conn.execute(st.blob_keys_of_namespace, here)]
+    garbage = [pair for pair in stored if pair not in referenced]
     for part in chunks(doomed):
         ids = {**here, "ids": list(part)}
         conn.execute(st.delete_writes_of, ids)

@@ -441,7 +441,7 @@ def _measure(
         for found in conn.execute(rs.write_sizes, {**here, "ids": list(part)}):
             writes, freed = writes + int(found.writes), freed + int(found.size)
     freed += sum(int(r.size or 0) for r in rows if r.checkpoint_id in doomed)
-    referenced = {(k[2], k[3]) for row in kept for k in codec.blob_keys(row)}
+    referenced = {(channel, version) for row in kept for _, _, channel, version in codec.blob_keys(row)}
     blobs = 0
     remaining: list[bytes] = []
     for blob in conn.execute(rs.blob_sizes, here):
