@@ -281,19 +281,17 @@ def prune_keep_latest(conn: Connection, st: SaverStatements, thread_key: bytes) 
     empty them.
     """
     for latest in conn.execute(st.latest_per_namespace, {"tkey": thread_key}).all():
-        head_id = latest.checkpoint_id
-        here = {"tkey": thread_key, "nkey": latest.ns_key}
+        ns_key, head_id = latest.ns_key, latest.checkpoint_id
+        here = {"tkey": thread_key, "nkey": ns_key}
         head = CheckpointRow._make(conn.execute(st.exact_row, {**here, "checkpoint_id": head_id}).one())
         keep = {head_id}
         delta_channels = list((codec.load_json(head.metadata) or {}).get("counters_since_delta_snapshot") or {})
         if delta_channels:
-            walk = walk_chain(conn, st, thread_key, latest.ns_key, head_id, delta_channels)
+            walk = walk_chain(conn, st, thread_key, ns_key, head_id, delta_channels)
             keep.update(walk.path[: max(walk.reach.values(), default=0)])
         doomed = [i for i in conn.execute(st.checkpoint_ids, here).scalars() if i not in keep]
         if doomed:
-            _forget(
-                conn, st, thread_key, latest.ns_key, doomed, _rows(conn, st, thread_key, latest.ns_key, sorted(keep))
-            )
+            _forget(conn, st, thread_key, ns_key, doomed, _rows(conn, st, thread_key, ns_key, sorted(keep)))
 
 
 # --- delta channels --------------------------------------------------------------------
