@@ -51,7 +51,7 @@ def orphans(saver: SQLSaver) -> dict[str, list[Any]]:
     and deletion must leave none."""
     tables = saver.tables
     with saver.db.sync_engine.connect() as conn:
-        checkpoints = [dict(r) for r in conn.execute(sa.select(tables.checkpoints)).mappings()]
+        checkpoints = conn.execute(sa.select(tables.checkpoints)).all()
         blobs = conn.execute(
             sa.select(tables.blobs.c.thread_key, tables.blobs.c.ns_key, tables.blobs.c.channel, tables.blobs.c.version)
         ).all()
@@ -59,10 +59,12 @@ def orphans(saver: SQLSaver) -> dict[str, list[Any]]:
             sa.select(tables.writes.c.thread_key, tables.writes.c.ns_key, tables.writes.c.checkpoint_id)
         ).all()
     referenced = {key for row in checkpoints for key in codec.blob_keys(row)}
-    existing = {(r["thread_key"], r["ns_key"], r["checkpoint_id"]) for r in checkpoints}
+    existing = {(r.thread_key, r.ns_key, r.checkpoint_id) for r in checkpoints}
     return {
-        "blobs": [tuple(b) for b in blobs if (bytes(b[0]), bytes(b[1]), b[2], b[3]) not in referenced],
-        "writes": [tuple(w) for w in writes if (bytes(w[0]), bytes(w[1]), w[2]) not in existing],
+        "blobs": [
+            tuple(b) for b in blobs if (bytes(b.thread_key), bytes(b.ns_key), b.channel, b.version) not in referenced
+        ],
+        "writes": [tuple(w) for w in writes if (bytes(w.thread_key), bytes(w.ns_key), w.checkpoint_id) not in existing],
     }
 
 

@@ -30,7 +30,7 @@ from checkpoint_sql.saver import codec, operations
 from checkpoint_sql.saver.schema import SaverTables
 from checkpoint_sql.saver.statements import SaverStatements
 
-Row = Mapping[str, Any]
+Row = sa.Row[Any]
 LEGEND = "✓ done  ⏸ waiting for a resume  ✗ failed  ↺ resumed · next: what runs when the graph goes on"
 
 
@@ -42,7 +42,7 @@ class HistoryStatements:
     def __init__(self, tables: SaverTables, family: Family) -> None:
         cp, bl, wr = tables.checkpoints, tables.blobs, tables.writes
         self.saver = SaverStatements(tables, family)
-        self.checkpoints = sa.select(
+        self.checkpoints: sa.Select[Any] = sa.select(
             cp.c.ns_key,
             cp.c.thread_id,
             cp.c.checkpoint_ns,
@@ -54,7 +54,7 @@ class HistoryStatements:
             cp.c.versions,
             cp.c.created_us,
         ).where(cp.c.thread_key == bindparam("tkey"))
-        self.triggers = sa.select(
+        self.triggers: sa.Select[Any] = sa.select(
             bl.c.thread_key, bl.c.ns_key, bl.c.channel, bl.c.version, bl.c.type, bl.c.blob, bl.c.manifest
         ).where(
             bl.c.thread_key == bindparam("tkey"),
@@ -62,7 +62,7 @@ class HistoryStatements:
             bl.c.type != codec.EMPTY,
         )
         telling = wr.c.channel.in_([lineage.INTERRUPT, lineage.ERROR])
-        self.writes = sa.select(
+        self.writes: sa.Select[Any] = sa.select(
             wr.c.ns_key,
             wr.c.checkpoint_id,
             wr.c.task_id,
@@ -88,11 +88,11 @@ def load(conn: Connection, hs: HistoryStatements, thread_key: bytes) -> HistoryR
     trigger blobs list are all there)."""
     params = {"tkey": thread_key}
     rows = HistoryRows(
-        checkpoints=[dict(r) for r in conn.execute(hs.checkpoints, params).mappings()],
-        triggers=[dict(r) for r in conn.execute(hs.triggers, params).mappings()],
-        writes=[dict(r) for r in conn.execute(hs.writes, params).mappings()],
+        checkpoints=list(conn.execute(hs.checkpoints, params)),
+        triggers=list(conn.execute(hs.triggers, params)),
+        writes=list(conn.execute(hs.writes, params)),
     )
-    sends = [r for r in rows.triggers if r["channel"] == lineage.TASKS]  # the only values the tree decodes
+    sends = [r for r in rows.triggers if r.channel == lineage.TASKS]  # the only values the tree decodes
     if not operations.fetch_parts(Link.of(conn), hs.saver, sends, rows.parts):
         raise MissingPartsError(
             f"the pending Sends of a checkpoint have list elements missing from {hs.saver.tables.parts.name}"
@@ -135,16 +135,16 @@ class History:
 def build(serde: SerializerProtocol, rows: HistoryRows) -> History:
     """Decode `rows` into one lineage tree per namespace (the root namespace first)."""
     triggers: dict[tuple[bytes, str, str], Row] = {
-        (bytes(r["ns_key"]), r["channel"], str(r["version"])): r for r in rows.triggers
+        (bytes(r.ns_key), r.channel, str(r.version)): r for r in rows.triggers
     }
     writes: dict[tuple[bytes, str], list[Row]] = {}
     for w in rows.writes:
-        writes.setdefault((bytes(w["ns_key"]), w["checkpoint_id"]), []).append(w)
+        writes.setdefault((bytes(w.ns_key), w.checkpoint_id), []).append(w)
     by_ns: dict[str, list[lineage.Entry]] = {}
     for row in rows.checkpoints:
-        entry = _entry(serde, row, triggers, rows.parts, writes.get((bytes(row["ns_key"]), row["checkpoint_id"]), []))
-        by_ns.setdefault(row["checkpoint_ns"], []).append(entry)
-    thread_id = rows.checkpoints[0]["thread_id"] if rows.checkpoints else ""
+        entry = _entry(serde, row, triggers, rows.parts, writes.get((bytes(row.ns_key), row.checkpoint_id), []))
+        by_ns.setdefault(row.checkpoint_ns, []).append(entry)
+    thread_id = rows.checkpoints[0].thread_id if rows.checkpoints else ""
     return History(thread_id, [Namespace(ns, entries, lineage.build(entries)) for ns, entries in sorted(by_ns.items())])
 
 
@@ -155,32 +155,32 @@ def _entry(
     parts: codec.Parts,
     writes: Sequence[Row],
 ) -> lineage.Entry:
-    body = codec.load(serde, row["type"], row["checkpoint"])
+    body = codec.load(serde, row.type, row.checkpoint)
     versions = codec.channel_versions(row)
     values: dict[str, Any] = {}
     for channel, version in versions.items():
-        blob = triggers.get((bytes(row["ns_key"]), channel, str(version)))
+        blob = triggers.get((bytes(row.ns_key), channel, str(version)))
         if blob is not None:
             if channel == lineage.TASKS:
-                values[channel] = codec.load(serde, blob["type"], codec.blob_bytes(blob, parts))
+                values[channel] = codec.load(serde, blob.type, codec.blob_bytes(blob, parts))
             else:
                 values[channel] = True
     sends: Sequence[Any] = values.get(lineage.TASKS) or ()
     tasks: dict[str, lineage.Task] = {}
     interrupts: list[Any] = []
     for w in codec.sorted_writes(writes):
-        task = tasks.setdefault(w["task_id"], lineage.Task(w["task_id"], lineage.task_node(w["task_path"], sends), []))
-        task.channels.append(w["channel"])
-        if w["channel"] == lineage.INTERRUPT:
-            interrupts.extend(getattr(i, "value", i) for i in codec.load(serde, w["type"], w["blob"]) or ())
-    metadata = codec.load_json(row["metadata"]) or {}
+        task = tasks.setdefault(w.task_id, lineage.Task(w.task_id, lineage.task_node(w.task_path, sends), []))
+        task.channels.append(w.channel)
+        if w.channel == lineage.INTERRUPT:
+            interrupts.extend(getattr(i, "value", i) for i in codec.load(serde, w.type, w.blob) or ())
+    metadata = codec.load_json(row.metadata) or {}
     return lineage.Entry(
-        checkpoint_id=row["checkpoint_id"],
-        parent_id=row["parent_checkpoint_id"],
-        checkpoint_ns=row["checkpoint_ns"],
+        checkpoint_id=row.checkpoint_id,
+        parent_id=row.parent_checkpoint_id,
+        checkpoint_ns=row.checkpoint_ns,
         step=metadata.get("step", "?"),
         source=str(metadata.get("source", "?")),
-        created=datetime.fromtimestamp(row["created_us"] / 1_000_000, tz=timezone.utc),
+        created=datetime.fromtimestamp(row.created_us / 1_000_000, tz=timezone.utc),
         next=lineage.next_nodes(versions, body.get("versions_seen") or {}, values),
         tasks=list(tasks.values()),
         interrupts=interrupts,

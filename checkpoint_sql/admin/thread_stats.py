@@ -113,11 +113,11 @@ def measure(conn: Connection, tables: SaverTables, family: Family, thread_id: st
     per_ns = conn.execute(
         sa.select(
             cp.c.ns_key,
-            sa.func.max(cp.c.checkpoint_ns),
-            sa.func.count(),
-            sa.func.max(cp.c.checkpoint_id),
-            sa.func.coalesce(sa.func.sum(stored_size(family, cp.c.checkpoint)), 0),
-            sa.func.coalesce(sa.func.sum(stored_size(family, cp.c.metadata)), 0),
+            sa.func.max(cp.c.checkpoint_ns).label("checkpoint_ns"),
+            sa.func.count().label("checkpoints"),
+            sa.func.max(cp.c.checkpoint_id).label("latest_id"),
+            sa.func.coalesce(sa.func.sum(stored_size(family, cp.c.checkpoint)), 0).label("body_bytes"),
+            sa.func.coalesce(sa.func.sum(stored_size(family, cp.c.metadata)), 0).label("metadata_bytes"),
         )
         .where(cp.c.thread_key == sa.bindparam("tkey"))
         .group_by(cp.c.ns_key),
@@ -125,9 +125,14 @@ def measure(conn: Connection, tables: SaverTables, family: Family, thread_id: st
     ).all()
 
     def per_channel(table: sa.Table, payload: sa.ColumnElement[Any]) -> list[Any]:
-        """(namespace key, channel, rows, bytes) of the thread's rows in `table`."""
+        """The rows and bytes of each namespace and channel in `table`, for the thread."""
         rows = conn.execute(
-            sa.select(table.c.ns_key, table.c.channel, sa.func.count(), sa.func.coalesce(sa.func.sum(payload), 0))
+            sa.select(
+                table.c.ns_key,
+                table.c.channel,
+                sa.func.count().label("rows"),
+                sa.func.coalesce(sa.func.sum(payload), 0).label("bytes"),
+            )
             .where(table.c.thread_key == sa.bindparam("tkey"))
             .group_by(table.c.ns_key, table.c.channel),
             here,
@@ -137,39 +142,44 @@ def measure(conn: Connection, tables: SaverTables, family: Family, thread_id: st
     channels, writes = per_channel(bl, blob_size(family, bl)), per_channel(wr, stored_size(family, wr.c.blob))
     parts = _Parts.read(conn, tables, family, thread_key)
     namespaces = []
-    for ns_key, checkpoint_ns, n, latest_id, body_bytes, metadata_bytes in per_ns:
-        ns_parts = parts.of(bytes(ns_key))
-        latest = _latest_sizes(conn, tables, family, thread_key, bytes(ns_key), latest_id, ns_parts)
+    for ns in per_ns:
+        ns_key = bytes(ns.ns_key)
+        ns_parts = parts.of(ns_key)
+        latest = _latest_sizes(conn, tables, family, thread_key, ns_key, ns.latest_id, ns_parts)
         ns_channels = sorted(
             (
                 {
-                    "channel": ch,
-                    "versions": int(v),
-                    "bytes": int(b) + ns_parts.channel_bytes.get(ch, 0),
-                    "latest_bytes": latest.get(ch),
+                    "channel": c.channel,
+                    "versions": int(c.rows),
+                    "bytes": int(c.bytes) + ns_parts.channel_bytes.get(c.channel, 0),
+                    "latest_bytes": latest.get(c.channel),
                 }
-                for k, ch, v, b in channels
-                if bytes(k) == bytes(ns_key)
+                for c in channels
+                if bytes(c.ns_key) == ns_key
             ),
             key=lambda c: (-c["bytes"], c["channel"]),
         )
         ns_writes = sorted(
-            ({"channel": ch, "writes": int(c), "bytes": int(b)} for k, ch, c, b in writes if bytes(k) == bytes(ns_key)),
+            (
+                {"channel": w.channel, "writes": int(w.rows), "bytes": int(w.bytes)}
+                for w in writes
+                if bytes(w.ns_key) == ns_key
+            ),
             key=lambda w: (-w["bytes"], w["channel"]),
         )
         channel_bytes = sum(c["bytes"] for c in ns_channels)
         write_bytes = sum(w["bytes"] for w in ns_writes)
         namespaces.append(
             {
-                "checkpoint_ns": checkpoint_ns,
-                "checkpoints": int(n),
-                "latest_checkpoint_id": latest_id,
-                "checkpoint_bytes": int(body_bytes),
-                "metadata_bytes": int(metadata_bytes),
+                "checkpoint_ns": ns.checkpoint_ns,
+                "checkpoints": int(ns.checkpoints),
+                "latest_checkpoint_id": ns.latest_id,
+                "checkpoint_bytes": int(ns.body_bytes),
+                "metadata_bytes": int(ns.metadata_bytes),
                 "channel_bytes": channel_bytes,
                 "write_bytes": write_bytes,
                 "unreferenced_bytes": ns_parts.unreferenced_bytes,
-                "bytes": int(body_bytes) + channel_bytes + write_bytes + ns_parts.unreferenced_bytes,
+                "bytes": int(ns.body_bytes) + channel_bytes + write_bytes + ns_parts.unreferenced_bytes,
                 "channels": ns_channels,
                 "writes": ns_writes,
             }
@@ -227,14 +237,15 @@ class _Parts:
         """The parts' sizes (not their bytes), the manifests, and the pages' bytes."""
         bl, pa = tables.blobs, tables.parts
         found: dict[bytes, _NamespaceParts] = {}
-        sizes = sa.select(pa.c.ns_key, pa.c.digest, sa.func.coalesce(stored_size(family, pa.c.data), 0))
-        for ns_key, digest, n in conn.execute(sizes.where(pa.c.thread_key == thread_key)):
-            found.setdefault(bytes(ns_key), _NamespaceParts()).sizes[bytes(digest)] = int(n)
+        size = sa.func.coalesce(stored_size(family, pa.c.data), 0).label("size")
+        for part in conn.execute(sa.select(pa.c.ns_key, pa.c.digest, size).where(pa.c.thread_key == thread_key)):
+            found.setdefault(bytes(part.ns_key), _NamespaceParts()).sizes[bytes(part.digest)] = int(part.size)
         manifests = sa.select(bl.c.ns_key, bl.c.channel, bl.c.version, bl.c.manifest).where(
             bl.c.thread_key == thread_key, bl.c.manifest.is_not(None)
         )
-        for ns_key, channel, version, manifest in conn.execute(manifests):
-            found.setdefault(bytes(ns_key), _NamespaceParts()).manifests[(channel, version)] = bytes(manifest)
+        for blob in conn.execute(manifests):
+            namespace = found.setdefault(bytes(blob.ns_key), _NamespaceParts())
+            namespace.manifests[(blob.channel, blob.version)] = bytes(blob.manifest)
         pages = sa.select(pa.c.digest, pa.c.data).where(
             pa.c.thread_key == thread_key,
             pa.c.ns_key == sa.bindparam("nkey"),
@@ -243,8 +254,8 @@ class _Parts:
         for ns_key, ns in found.items():
             wanted = sorted({p for m in ns.manifests.values() for p in elements.pages_of(m)} & ns.sizes.keys())
             for chunk in operations.chunks(wanted):
-                for digest, data in conn.execute(pages, {"nkey": ns_key, "digests": list(chunk)}):
-                    ns.pages[bytes(digest)] = elements.digests_in(bytes(data))
+                for page in conn.execute(pages, {"nkey": ns_key, "digests": list(chunk)}):
+                    ns.pages[bytes(page.digest)] = elements.digests_in(bytes(page.data))
             ns.attribute()
         return cls(found)
 
@@ -264,28 +275,24 @@ def _latest_sizes(
     """Bytes of each channel value the namespace's latest checkpoint reads: its blob
     row, and for a split list every part it reaches."""
     cp, bl = tables.checkpoints, tables.blobs
-    row = (
-        conn.execute(
-            sa.select(cp.c.thread_key, cp.c.ns_key, cp.c.versions).where(
-                cp.c.thread_key == thread_key, cp.c.ns_key == ns_key, cp.c.checkpoint_id == checkpoint_id
-            )
+    row = conn.execute(
+        sa.select(cp.c.thread_key, cp.c.ns_key, cp.c.versions).where(
+            cp.c.thread_key == thread_key, cp.c.ns_key == ns_key, cp.c.checkpoint_id == checkpoint_id
         )
-        .mappings()
-        .one()
-    )
+    ).one()
     pairs = [(channel, version) for _, _, channel, version in codec.blob_keys(row)]
     if not pairs:
         return {}
     found = conn.execute(
-        sa.select(bl.c.channel, bl.c.version, blob_size(family, bl)).where(
+        sa.select(bl.c.channel, bl.c.version, blob_size(family, bl).label("size")).where(
             bl.c.thread_key == thread_key,
             bl.c.ns_key == ns_key,
             sa.tuple_(bl.c.channel, bl.c.version).in_(pairs),
         )
     )
     sizes = {}
-    for channel, version, n in found:
-        manifest = parts.manifests.get((channel, version))
+    for blob in found:
+        manifest = parts.manifests.get((blob.channel, blob.version))
         reached = () if manifest is None else parts.reached(manifest)
-        sizes[channel] = int(n) + sum(parts.sizes.get(d, 0) for d in reached)
+        sizes[blob.channel] = int(blob.size) + sum(parts.sizes.get(d, 0) for d in reached)
     return sizes

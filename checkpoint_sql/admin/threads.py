@@ -188,8 +188,9 @@ def list_threads(conn: Connection, ts: ThreadStatements, query: ThreadQuery, par
         keys = {"tkeys": [r["thread_key"] for r in rows]}
         extra: dict[bytes, int] = {}
         for statement in ts.sizes:
-            for thread_key, n in conn.execute(statement, keys):
-                extra[bytes(thread_key)] = extra.get(bytes(thread_key), 0) + int(n or 0)
+            for size in conn.execute(statement, keys):
+                thread_key = bytes(size.thread_key)
+                extra[thread_key] = extra.get(thread_key, 0) + int(size.bytes or 0)
         for r in rows:
             r["bytes"] = int(r["checkpoint_bytes"] or 0) + extra.get(bytes(r["thread_key"]), 0)
     threads = [
@@ -267,7 +268,10 @@ def stats(conn: Connection, tables: SaverTables, family: Family, url: str) -> St
     namespaces = conn.execute(
         sa.select(sa.func.count()).select_from(sa.select(cp.c.thread_key, cp.c.ns_key).distinct().subquery())
     ).scalar_one()
-    oldest, newest = conn.execute(sa.select(sa.func.min(cp.c.created_us), sa.func.max(cp.c.created_us))).one()
+    span = conn.execute(
+        sa.select(sa.func.min(cp.c.created_us).label("oldest"), sa.func.max(cp.c.created_us).label("newest"))
+    ).one()
+    oldest, newest = span.oldest, span.newest
     empty_blobs = conn.execute(sa.select(sa.func.count()).where(bl.c.type == "empty")).scalar_one()
     disk = table_bytes(family, conn, [cp, bl, pa, wr])
     per_table = {}
@@ -278,11 +282,17 @@ def stats(conn: Connection, tables: SaverTables, family: Family, url: str) -> St
         (wr, stored_size(family, wr.c.blob)),
     )
     for table, payload in payloads:
-        rows, total = conn.execute(sa.select(sa.func.count(), sa.func.sum(payload)).select_from(table)).one()
-        per_table[table.name] = {"rows": int(rows), "payload_bytes": int(total or 0), "disk_bytes": disk[table.name]}
+        totals = conn.execute(
+            sa.select(sa.func.count().label("rows"), sa.func.sum(payload).label("bytes")).select_from(table)
+        ).one()
+        per_table[table.name] = {
+            "rows": int(totals.rows),
+            "payload_bytes": int(totals.bytes or 0),
+            "disk_bytes": disk[table.name],
+        }
     per_table[bl.name]["empty"] = int(empty_blobs)
     largest = conn.execute(
-        sa.select(sa.func.max(cp.c.thread_id), sa.func.count().label("n"))
+        sa.select(sa.func.max(cp.c.thread_id).label("thread_id"), sa.func.count().label("n"))
         .group_by(cp.c.thread_key)
         .order_by(sa.desc("n"), cp.c.thread_key)
         .limit(5)
@@ -303,7 +313,7 @@ def stats(conn: Connection, tables: SaverTables, family: Family, url: str) -> St
             "newest": when(newest),
         },
         tables=per_table,
-        largest=[{"thread_id": t, "checkpoints": int(n)} for t, n in largest],
+        largest=[{"thread_id": t.thread_id, "checkpoints": int(t.n)} for t in largest],
     )
 
 
@@ -311,8 +321,8 @@ def checkpoint_counts(conn: Connection, tables: SaverTables, thread_keys: Sequen
     """How many checkpoints each of `thread_keys` has (threads with none are absent)."""
     cp = tables.checkpoints
     query = (
-        sa.select(cp.c.thread_key, sa.func.count())
+        sa.select(cp.c.thread_key, sa.func.count().label("checkpoints"))
         .where(cp.c.thread_key.in_(bindparam("keys", expanding=True)))
         .group_by(cp.c.thread_key)
     )
-    return {bytes(k): int(n) for k, n in conn.execute(query, {"keys": list(thread_keys)})}
+    return {bytes(t.thread_key): int(t.checkpoints) for t in conn.execute(query, {"keys": list(thread_keys)})}

@@ -180,8 +180,8 @@ def _read_thread(conn: Connection, es: ExportStatements, thread_id: str) -> tupl
                 into.append({**row, "checkpoint_ns": ns})
     stored: dict[bytes, dict[bytes, bytes]] = {}
     read = 0
-    for ns_key, digest, data in conn.execute(es.parts.execution_options(yield_per=500), params):
-        stored.setdefault(bytes(ns_key), {})[bytes(digest)] = bytes(data)
+    for part in conn.execute(es.parts.execution_options(yield_per=500), params):
+        stored.setdefault(bytes(part.ns_key), {})[bytes(part.digest)] = bytes(part.data)
         read += 1
     for ns_key, blobs in _split_blobs(rows.blobs).items():
         have = stored.get(ns_key, {})

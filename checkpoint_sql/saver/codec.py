@@ -18,7 +18,7 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, cast
+from typing import Any, Protocol, TypeVar, cast
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import (
@@ -38,21 +38,69 @@ from checkpoint_sql.core.ids import Address, checkpoint_id_of
 from checkpoint_sql.dialects.columns import canonical_json
 from checkpoint_sql.errors import InvalidArgumentError, SerializationError
 from checkpoint_sql.saver import elements
+from checkpoint_sql.saver.rows import BLOBS, CHECKPOINTS, WRITES, BlobRow, CheckpointRow, WriteRow
 from checkpoint_sql.saver.schema import NAME_MAX, TYPE_MAX, VERSION_MAX
-from checkpoint_sql.saver.statements import (
-    BLOB_COLUMNS,
-    CHECKPOINT_COLUMNS,
-    PART_BLOB,
-    PART_CHECKPOINT,
-    WRITE_COLUMNS,
-    list_order,
-)
+from checkpoint_sql.saver.statements import list_order
 
 EMPTY = "empty"
 """Type tag of a channel that has a version but no value at this checkpoint."""
 
-Row = Mapping[Any, Any]
-"""A checkpoint, blob or write row by column name."""
+
+# What the decoders below read of a row, by name. Protocols rather than the
+# `rows.py` classes, because retention and the admin readers pass the SQLAlchemy
+# rows of their own selects, which name the same columns alike among others.
+
+
+class Versioned(Protocol):
+    """A row holding a checkpoint's channel versions."""
+
+    @property
+    def versions(self) -> Any: ...
+
+
+class KeyedVersions(Versioned, Protocol):
+    """A `Versioned` row that names its thread and namespace, to key its blobs by."""
+
+    @property
+    def thread_key(self) -> bytes: ...
+    @property
+    def ns_key(self) -> bytes: ...
+
+
+class StoredValue(Protocol):
+    """A blob row as far as its bytes go: whole in `blob`, or split by `manifest`."""
+
+    @property
+    def thread_key(self) -> bytes: ...
+    @property
+    def ns_key(self) -> bytes: ...
+    @property
+    def type(self) -> str: ...
+    @property
+    def blob(self) -> bytes | None: ...
+    @property
+    def manifest(self) -> bytes | None: ...
+
+
+class StoredWrite(Protocol):
+    """A write row as far as its order and value go."""
+
+    @property
+    def task_id(self) -> str: ...
+    @property
+    def task_path(self) -> str: ...
+    @property
+    def idx(self) -> int: ...
+    @property
+    def channel(self) -> str: ...
+    @property
+    def type(self) -> str: ...
+    @property
+    def blob(self) -> bytes | None: ...
+
+
+W = TypeVar("W", bound=StoredWrite)
+
 BlobKey = tuple[bytes, bytes, str, str]
 """(thread key, namespace key, channel, version): what identifies a stored value."""
 CheckpointKey = tuple[bytes, bytes, str]
@@ -123,11 +171,11 @@ def versions_json(versions: Mapping[str, Any]) -> str:
     return canonical_json(pairs)
 
 
-def _version_pairs(row: Row) -> list[tuple[str, Any]]:
+def _version_pairs(row: Versioned) -> list[tuple[str, Any]]:
     """(channel, version) as put, from a row's ``versions``. Rows written before
     versions were stored as strings hold the JSON value itself."""
     return [
-        (pair[0], _NUMBER_KINDS[pair[2]](pair[1]) if len(pair) == 3 else pair[1]) for pair in load_json(row["versions"])
+        (pair[0], _NUMBER_KINDS[pair[2]](pair[1]) if len(pair) == 3 else pair[1]) for pair in load_json(row.versions)
     ]
 
 
@@ -356,9 +404,9 @@ def add_full_put_writes(
 class Loaded:
     """Checkpoint rows (newest first) with the blobs and writes they need."""
 
-    checkpoints: list[dict[str, Any]] = field(default_factory=list)
-    blobs: dict[BlobKey, Row] = field(default_factory=dict)
-    writes: dict[CheckpointKey, list[Row]] = field(default_factory=dict)
+    checkpoints: list[CheckpointRow] = field(default_factory=list)
+    blobs: dict[BlobKey, BlobRow] = field(default_factory=dict)
+    writes: dict[CheckpointKey, list[WriteRow]] = field(default_factory=dict)
     parts: Parts = field(default_factory=dict)
     """The parts fetched for the split blobs (`operations.join_values`)."""
     values: dict[BlobKey, bytes] = field(default_factory=dict)
@@ -371,90 +419,92 @@ def split_union(rows: Iterable[Sequence[Any]]) -> Loaded:
     """Sort the rows of a read (`SaverStatements._with_children`) into a `Loaded`."""
     loaded = Loaded()
     for row in rows:
-        part, values = row[0], tuple(row[1:])
-        if part == PART_CHECKPOINT:
-            loaded.checkpoints.append(dict(zip(CHECKPOINT_COLUMNS, values, strict=False)))
-        elif part == PART_BLOB:
-            picked = (values[0], values[1], values[3], values[4], values[6], values[7], values[11])
-            blob = dict(zip(BLOB_COLUMNS, picked, strict=True))
+        part = row[0]
+        if part == CHECKPOINTS.tag:
+            loaded.checkpoints.append(CHECKPOINTS.decode(row))
+        elif part == BLOBS.tag:
+            blob = BLOBS.decode(row)
             loaded.blobs[blob_key(blob)] = blob
         else:
-            write = dict(zip(WRITE_COLUMNS, values[:8] + values[10:11], strict=True))
-            key = (write["thread_key"], write["ns_key"], write["checkpoint_id"])
-            loaded.writes.setdefault(key, []).append(write)
+            write = WRITES.decode(row)
+            loaded.writes.setdefault((write.thread_key, write.ns_key, write.checkpoint_id), []).append(write)
     loaded.checkpoints.sort(key=list_order, reverse=True)
     return loaded
 
 
-def blob_key(blob: Row) -> BlobKey:
-    return (blob["thread_key"], blob["ns_key"], blob["channel"], blob["version"])
+def blob_key(blob: BlobRow) -> BlobKey:
+    return (blob.thread_key, blob.ns_key, blob.channel, blob.version)
 
 
-def blob_bytes(blob: Row, parts: Parts) -> bytes | None:
+def blob_bytes(blob: StoredValue, parts: Parts) -> bytes | None:
     """A blob row's value as the serializer wrote it, joined from its parts if split."""
-    if blob["manifest"] is None:
-        return blob["blob"]  # type: ignore[no-any-return]
-    found = parts[(blob["thread_key"], blob["ns_key"])]
-    return elements.join(bytes(blob["blob"]), bytes(blob["manifest"]), found)
+    if blob.manifest is None:
+        return blob.blob
+    return elements.join(split_header(blob), bytes(blob.manifest), parts[(blob.thread_key, blob.ns_key)])
 
 
-def channel_versions(row: Row) -> dict[str, Any]:
+def split_header(blob: StoredValue) -> bytes:
+    """The msgpack array header that a split value's row holds in place of the value."""
+    assert blob.blob is not None, "a split value's row holds its header"
+    return bytes(blob.blob)
+
+
+def channel_versions(row: Versioned) -> dict[str, Any]:
     return dict(_version_pairs(row))
 
 
-def blob_keys(row: Row) -> list[BlobKey]:
+def blob_keys(row: KeyedVersions) -> list[BlobKey]:
     """The blob keys a checkpoint's channel versions point at."""
-    return [(row["thread_key"], row["ns_key"], c, str(v)) for c, v in _version_pairs(row)]
+    return [(row.thread_key, row.ns_key, c, str(v)) for c, v in _version_pairs(row)]
 
 
-def sorted_writes(rows: Iterable[Row]) -> list[Row]:
+def sorted_writes(rows: Iterable[W]) -> list[W]:
     """Write rows in `writes_sort_key` order, the order LangGraph applies them in."""
-    return sorted(rows, key=lambda r: writes_sort_key(r["task_path"], r["task_id"], r["idx"]))
+    return sorted(rows, key=lambda r: writes_sort_key(r.task_path, r.task_id, r.idx))
 
 
-def pending_writes(serde: SerializerProtocol, rows: Iterable[Row]) -> list[PendingWrite]:
-    return [(r["task_id"], r["channel"], load(serde, r["type"], r["blob"])) for r in sorted_writes(rows)]
+def pending_writes(serde: SerializerProtocol, rows: Iterable[StoredWrite]) -> list[PendingWrite]:
+    return [(r.task_id, r.channel, load(serde, r.type, r.blob)) for r in sorted_writes(rows)]
 
 
 def checkpoint_tuples(serde: SerializerProtocol, loaded: Loaded) -> list[CheckpointTuple]:
     return [checkpoint_tuple(serde, row, loaded) for row in loaded.checkpoints]
 
 
-def checkpoint_tuple(serde: SerializerProtocol, row: Row, loaded: Loaded) -> CheckpointTuple:
+def checkpoint_tuple(serde: SerializerProtocol, row: CheckpointRow, loaded: Loaded) -> CheckpointTuple:
     """Assemble the `CheckpointTuple` LangGraph expects from a row and its children."""
     versions = channel_versions(row)
     values = {}
     for channel, version in versions.items():
-        key = (row["thread_key"], row["ns_key"], channel, str(version))
+        key = (row.thread_key, row.ns_key, channel, str(version))
         blob = loaded.blobs.get(key)
-        if blob is not None and blob["type"] != EMPTY:
-            data = blob["blob"] if blob["manifest"] is None else loaded.values[key]
-            values[channel] = load(serde, blob["type"], data)
-    body = load(serde, row["type"], row["checkpoint"])
-    configurable = {"thread_id": row["thread_id"], "checkpoint_ns": row["checkpoint_ns"]}
-    parent = row["parent_checkpoint_id"]
+        if blob is not None and blob.type != EMPTY:
+            data = blob.blob if blob.manifest is None else loaded.values[key]
+            values[channel] = load(serde, blob.type, data)
+    body = load(serde, row.type, row.checkpoint)
+    configurable = {"thread_id": row.thread_id, "checkpoint_ns": row.checkpoint_ns}
+    parent = row.parent_checkpoint_id
     return CheckpointTuple(
-        config={"configurable": {**configurable, "checkpoint_id": row["checkpoint_id"]}},
+        config={"configurable": {**configurable, "checkpoint_id": row.checkpoint_id}},
         checkpoint=cast(Checkpoint, {**body, "channel_versions": versions, "channel_values": values}),
-        metadata=load_json(row["metadata"]),
+        metadata=load_json(row.metadata),
         parent_config={"configurable": {**configurable, "checkpoint_id": parent}} if parent else None,
-        pending_writes=pending_writes(
-            serde, loaded.writes.get((row["thread_key"], row["ns_key"], row["checkpoint_id"]), ())
-        ),
+        pending_writes=pending_writes(serde, loaded.writes.get((row.thread_key, row.ns_key, row.checkpoint_id), ())),
     )
 
 
 def delta_histories(
-    serde: SerializerProtocol, writes: Mapping[str, Sequence[Row]], seeds: Mapping[str, Row], parts: Parts
+    serde: SerializerProtocol,
+    writes: Mapping[str, Sequence[StoredWrite]],
+    seeds: Mapping[str, StoredValue],
+    parts: Parts,
 ) -> dict[str, DeltaChannelHistory]:
     """Decode `operations.delta_history`'s rows into LangGraph's per-channel shape; a
     channel whose walk reached the root has no ``seed`` ("start empty")."""
     result: dict[str, DeltaChannelHistory] = {}
     for channel, rows in writes.items():
-        entry: DeltaChannelHistory = {
-            "writes": [(r["task_id"], r["channel"], load(serde, r["type"], r["blob"])) for r in rows]
-        }
+        entry: DeltaChannelHistory = {"writes": [(r.task_id, r.channel, load(serde, r.type, r.blob)) for r in rows]}
         if channel in seeds:
-            entry["seed"] = load(serde, seeds[channel]["type"], blob_bytes(seeds[channel], parts))
+            entry["seed"] = load(serde, seeds[channel].type, blob_bytes(seeds[channel], parts))
         result[channel] = entry
     return result

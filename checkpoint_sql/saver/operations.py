@@ -21,8 +21,9 @@ from checkpoint_sql.core.links import Link
 from checkpoint_sql.core.prepared import Prepared
 from checkpoint_sql.errors import MissingPartsError, ThreadExistsError, ThreadNotFoundError
 from checkpoint_sql.saver import codec, elements
-from checkpoint_sql.saver.codec import Loaded, Parts, Row
+from checkpoint_sql.saver.codec import KeyedVersions, Loaded, Parts, StoredValue
 from checkpoint_sql.saver.elements import PartCache
+from checkpoint_sql.saver.rows import BlobRow, CheckpointRow, PartRow, WriteRow
 from checkpoint_sql.saver.statements import CHUNK, PART_BUCKETS, SaverStatements
 
 T = TypeVar("T")
@@ -74,41 +75,40 @@ def join_values(link: Link, st: SaverStatements, loaded: Loaded, cache: PartCach
     (`PartCache.latest`): reading back what it just wrote, the usual start of an
     agent's next turn, costs no part lookup at all.
     """
-    pending: dict[elements.Namespace, list[Row]] = {}
+    pending: dict[elements.Namespace, list[tuple[BlobRow, bytes]]] = {}
     for blob in loaded.blobs.values():
-        manifest = blob["manifest"]
+        manifest = blob.manifest
         if manifest is None:
             continue
-        namespace = (blob["thread_key"], blob["ns_key"])
+        namespace = (blob.thread_key, blob.ns_key)
         reached = loaded.reached.setdefault(namespace, elements.Reached())
-        split = None if cache is None else cache.latest(namespace, blob["channel"], bytes(manifest))
+        split = None if cache is None else cache.latest(namespace, blob.channel, bytes(manifest))
         if split is None:
-            pending.setdefault(namespace, []).append(blob)
+            pending.setdefault(namespace, []).append((blob, bytes(manifest)))
         else:
             loaded.values[codec.blob_key(blob)] = split.header + split.body
             reached.digests.update(split.digests, split.pages)
-            reached.latest.add(blob["channel"])
-    for namespace, rows in pending.items():
+            reached.latest.add(blob.channel)
+    for namespace, waiting in pending.items():
         have, reached = loaded.parts.setdefault(namespace, {}), loaded.reached[namespace]
-        manifests = [bytes(blob["manifest"]) for blob in rows]
-        orders = _fetch_reached(link, st, namespace, manifests, have, cache)
+        orders = _fetch_reached(link, st, namespace, [manifest for _, manifest in waiting], have, cache)
         if orders is None:
             return False
-        for blob, manifest, order in zip(rows, manifests, orders, strict=True):
-            loaded.values[codec.blob_key(blob)] = elements.join_in_order(bytes(blob["blob"]), order, have)
+        for (blob, manifest), order in zip(waiting, orders, strict=True):
+            loaded.values[codec.blob_key(blob)] = elements.join_in_order(codec.split_header(blob), order, have)
             reached.digests.update(order, elements.pages_of(manifest))
     return True
 
 
 def fetch_parts(
-    link: Link, st: SaverStatements, blobs: Iterable[Row], into: Parts, cache: PartCache | None = None
+    link: Link, st: SaverStatements, blobs: Iterable[StoredValue], into: Parts, cache: PartCache | None = None
 ) -> bool:
     """Fetch into `into` every part the manifests of `blobs` reach, those `cache`
     holds from memory; False if one is not stored."""
     manifests: dict[elements.Namespace, list[bytes]] = {}
     for blob in blobs:
-        if blob["manifest"] is not None:
-            manifests.setdefault((blob["thread_key"], blob["ns_key"]), []).append(bytes(blob["manifest"]))
+        if blob.manifest is not None:
+            manifests.setdefault((blob.thread_key, blob.ns_key), []).append(bytes(blob.manifest))
     return all(
         _fetch_reached(link, st, namespace, found, into.setdefault(namespace, {}), cache) is not None
         for namespace, found in manifests.items()
@@ -173,7 +173,7 @@ def delete_checkpoints(
     thread_key: bytes,
     ns_key: bytes,
     doomed: Sequence[str],
-    kept: Iterable[Row],
+    kept: Iterable[KeyedVersions],
 ) -> None:
     """Delete the checkpoints `doomed` of one namespace, their writes, and the blobs no
     checkpoint in `kept` (the namespace's survivors) still points at.
@@ -184,8 +184,9 @@ def delete_checkpoints(
     parts that no remaining blob reaches go too (`collect_parts`).
     """
     here = {"tkey": thread_key, "nkey": ns_key}
-    referenced = {(k[2], k[3]) for row in kept for k in codec.blob_keys(row)}
-    garbage = [tuple(p) for p in conn.execute(st.blob_keys_of_namespace, here) if tuple(p) not in referenced]
+    referenced = {(channel, version) for row in kept for _, _, channel, version in codec.blob_keys(row)}
+    stored = [(blob.channel, blob.version) for blob in conn.execute(st.blob_keys_of_namespace, here)]
+    garbage = [pair for pair in stored if pair not in referenced]
     for part in chunks(doomed):
         ids = {**here, "ids": list(part)}
         conn.execute(st.delete_writes_of, ids)
@@ -212,7 +213,7 @@ def _fetch(
     size = PART_BUCKETS[-1]
     for start in range(0, len(missing), size):
         statement, params = st.parts_params(*namespace, missing[start : start + size])
-        have.update((bytes(d), bytes(data)) for d, data in statement.rows(link, params))
+        have.update((bytes(part.digest), bytes(part.data)) for part in map(PartRow._make, statement.rows(link, params)))
     return have.keys() >= wanted
 
 
@@ -243,22 +244,26 @@ def reached_parts(
     pages = sorted({p for m in manifests for p in elements.pages_of(m)} & set(stored))
     live = set(pages).union(*(elements.tail_of(m) for m in manifests))
     for part in chunks(pages):
-        for _, page in conn.execute(st.parts_by_digest, {"tkey": thread_key, "nkey": ns_key, "digests": list(part)}):
-            live.update(elements.digests_in(bytes(page)))
+        for page in conn.execute(st.parts_by_digest, {"tkey": thread_key, "nkey": ns_key, "digests": list(part)}):
+            live.update(elements.digests_in(bytes(page.data)))
     return live
 
 
-def _rows(conn: Connection, st: SaverStatements, thread_key: bytes, ns_key: bytes, ids: Sequence[str]) -> list[Row]:
+def _rows(
+    conn: Connection, st: SaverStatements, thread_key: bytes, ns_key: bytes, ids: Sequence[str]
+) -> list[CheckpointRow]:
     here = {"tkey": thread_key, "nkey": ns_key}
-    return [r for part in chunks(ids) for r in conn.execute(st.rows_by_id, {**here, "ids": list(part)}).mappings()]
+    return [
+        CheckpointRow._make(r) for part in chunks(ids) for r in conn.execute(st.rows_by_id, {**here, "ids": list(part)})
+    ]
 
 
 def delete_for_runs(conn: Connection, st: SaverStatements, run_ids: Sequence[str]) -> None:
     """Every checkpoint whose metadata run_id is in `run_ids` (any thread, any namespace)."""
     doomed: dict[tuple[bytes, bytes], set[str]] = {}
     for part in chunks(run_ids):
-        for row in conn.execute(st.rows_by_run, {"run_ids": list(part)}).mappings():
-            doomed.setdefault((row["thread_key"], row["ns_key"]), set()).add(row["checkpoint_id"])
+        for row in map(CheckpointRow._make, conn.execute(st.rows_by_run, {"run_ids": list(part)})):
+            doomed.setdefault((row.thread_key, row.ns_key), set()).add(row.checkpoint_id)
     for (thread_key, ns_key), ids in doomed.items():
         rest = [
             i for i in conn.execute(st.checkpoint_ids, {"tkey": thread_key, "nkey": ns_key}).scalars() if i not in ids
@@ -275,11 +280,12 @@ def prune_keep_latest(conn: Connection, st: SaverStatements, thread_key: bytes) 
     rebuilds those channels from exactly that chain, and cutting it would silently
     empty them.
     """
-    for ns_key, head_id in conn.execute(st.latest_per_namespace, {"tkey": thread_key}).all():
+    for latest in conn.execute(st.latest_per_namespace, {"tkey": thread_key}).all():
+        ns_key, head_id = latest.ns_key, latest.checkpoint_id
         here = {"tkey": thread_key, "nkey": ns_key}
-        head = conn.execute(st.exact_row, {**here, "checkpoint_id": head_id}).mappings().one()
+        head = CheckpointRow._make(conn.execute(st.exact_row, {**here, "checkpoint_id": head_id}).one())
         keep = {head_id}
-        delta_channels = list((codec.load_json(head["metadata"]) or {}).get("counters_since_delta_snapshot") or {})
+        delta_channels = list((codec.load_json(head.metadata) or {}).get("counters_since_delta_snapshot") or {})
         if delta_channels:
             walk = walk_chain(conn, st, thread_key, ns_key, head_id, delta_channels)
             keep.update(walk.path[: max(walk.reach.values(), default=0)])
@@ -303,7 +309,7 @@ class Walk:
 
     path: list[str] = field(default_factory=list)
     reach: dict[str, int] = field(default_factory=dict)
-    seeds: dict[str, Row] = field(default_factory=dict)
+    seeds: dict[str, BlobRow] = field(default_factory=dict)
 
 
 def walk_chain(
@@ -323,21 +329,22 @@ def walk_chain(
     cursor: str | None = start_id
     first_page = True
     while remaining and cursor is not None:
-        rows = list(conn.execute(st.chain_page, {**here, "start_id": cursor, "max_depth": CHAIN_PAGE}).mappings())
-        cursor = rows[-1]["parent_checkpoint_id"] if len(rows) == CHAIN_PAGE + 1 else None
+        params = {**here, "start_id": cursor, "max_depth": CHAIN_PAGE}
+        rows = [CheckpointRow._make(r) for r in conn.execute(st.chain_page, params)]
+        cursor = rows[-1].parent_checkpoint_id if len(rows) == CHAIN_PAGE + 1 else None
         if first_page:
             rows, first_page = rows[1:], False  # the start itself: its writes are not history
         versions = [codec.channel_versions(r) for r in rows]
         wanted = sorted({(ch, str(v)) for vs in versions for ch, v in vs.items() if ch in remaining})
-        stored: dict[tuple[str, str], Row] = {}
+        stored: dict[tuple[str, str], BlobRow] = {}
         for part in chunks(wanted):
-            for found in conn.execute(st.blobs_by_pair, {**here, "pairs": list(part)}).mappings():
-                stored[(found["channel"], found["version"])] = found
+            for found in map(BlobRow._make, conn.execute(st.blobs_by_pair, {**here, "pairs": list(part)})):
+                stored[(found.channel, found.version)] = found
         for row, row_versions in zip(rows, versions, strict=True):
-            walk.path.append(row["checkpoint_id"])
+            walk.path.append(row.checkpoint_id)
             for ch in [c for c in remaining if c in row_versions]:
                 blob = stored.get((ch, str(row_versions[ch])))
-                if blob is not None and blob["type"] != codec.EMPTY:
+                if blob is not None and blob.type != codec.EMPTY:
                     walk.seeds[ch] = blob
                     walk.reach[ch] = len(walk.path)
                     remaining.discard(ch)
@@ -353,8 +360,8 @@ class DeltaRows:
     """Per channel: its writes along the chain (oldest checkpoint first, each
     checkpoint's in `writes_sort_key` order) and its seed blob row, if any."""
 
-    writes: dict[str, list[Row]]
-    seeds: dict[str, Row]
+    writes: dict[str, list[WriteRow]]
+    seeds: dict[str, BlobRow]
     parts: Parts = field(default_factory=dict)
 
 
@@ -369,20 +376,18 @@ def delta_history(conn: Connection, st: SaverStatements, address: Address, chann
         latest = codec.split_union(st.read_latest.rows(Link.of(conn), here)).checkpoints  # its id is all we need
         if not latest:
             return DeltaRows({ch: [] for ch in channels}, {})
-        target = latest[0]["checkpoint_id"]
+        target = latest[0].checkpoint_id
     walk = walk_chain(conn, st, thread_key, ns_key, target, channels)
     needed = walk.path[: max(walk.reach.values(), default=0)]
-    by_checkpoint: dict[str, list[Row]] = {}
+    by_checkpoint: dict[str, list[WriteRow]] = {}
     for part in chunks(needed):
         params = {**here, "channels": list(channels), "ids": list(part)}
-        for w in conn.execute(st.writes_of_channels, params).mappings():
-            by_checkpoint.setdefault(w["checkpoint_id"], []).append(w)
+        for w in map(WriteRow._make, conn.execute(st.writes_of_channels, params)):
+            by_checkpoint.setdefault(w.checkpoint_id, []).append(w)
     writes = {}
     for ch in channels:
         on_path = reversed(walk.path[: walk.reach[ch]])
-        writes[ch] = [
-            w for cid in on_path for w in codec.sorted_writes(by_checkpoint.get(cid, ())) if w["channel"] == ch
-        ]
+        writes[ch] = [w for cid in on_path for w in codec.sorted_writes(by_checkpoint.get(cid, ())) if w.channel == ch]
     rows = DeltaRows(writes, walk.seeds)
     if not fetch_parts(Link.of(conn), st, walk.seeds.values(), rows.parts):
         raise MissingPartsError(f"a delta channel's seed value has list elements missing from {st.tables.parts.name}")

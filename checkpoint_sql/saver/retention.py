@@ -223,7 +223,7 @@ class RetentionStatements:
             .subquery("cpsql_crowded")
         )
         self.threads_over = sa.select(crowded.c.thread_key).distinct()
-        self.thread_index = sa.select(
+        self.thread_index: sa.Select[Any] = sa.select(
             cp.c.thread_key,
             cp.c.ns_key,
             cp.c.checkpoint_id,
@@ -244,7 +244,10 @@ class RetentionStatements:
             .limit(1)
         )
         self.write_sizes = (
-            sa.select(wr.c.checkpoint_id, sa.func.count(), sa.func.coalesce(sa.func.sum(sa.func.length(wr.c.blob)), 0))
+            sa.select(
+                sa.func.count().label("writes"),
+                sa.func.coalesce(sa.func.sum(sa.func.length(wr.c.blob)), 0).label("size"),
+            )
             .where(
                 wr.c.thread_key == bindparam("tkey"),
                 wr.c.ns_key == bindparam("nkey"),
@@ -253,12 +256,12 @@ class RetentionStatements:
             .group_by(wr.c.checkpoint_id)
         )
         blob_size = sa.func.coalesce(sa.func.length(bl.c.blob), 0) + sa.func.coalesce(sa.func.length(bl.c.manifest), 0)
-        self.blob_sizes = sa.select(bl.c.channel, bl.c.version, blob_size, bl.c.manifest).where(
+        self.blob_sizes = sa.select(bl.c.channel, bl.c.version, blob_size.label("size"), bl.c.manifest).where(
             bl.c.thread_key == bindparam("tkey"), bl.c.ns_key == bindparam("nkey")
         )
         pa = tables.parts
         parts_here = sa.and_(pa.c.thread_key == bindparam("tkey"), pa.c.ns_key == bindparam("nkey"))
-        self.part_sizes = sa.select(pa.c.digest, sa.func.length(pa.c.data)).where(parts_here)
+        self.part_sizes = sa.select(pa.c.digest, sa.func.length(pa.c.data).label("size")).where(parts_here)
 
 
 def job(
@@ -348,7 +351,7 @@ def _latest_metadata(conn: Connection, rs: RetentionStatements, thread_key: byte
     """The thread's id and the metadata of its latest checkpoint (root graph first);
     None if the thread has gone meanwhile."""
     row = conn.execute(rs.latest_metadata, {"tkey": thread_key}).first()
-    return None if row is None else (row[0], codec.load_json(row[1]) or {})
+    return None if row is None else (row.thread_id, codec.load_json(row.metadata) or {})
 
 
 def _retain_thread(
@@ -362,16 +365,16 @@ def _retain_thread(
     approved: set[str] | None,
 ) -> list[NamespaceOutcome]:
     """Retain one thread; with `approved`, delete only checkpoints in it."""
-    by_namespace: dict[bytes, list[Mapping[str, Any]]] = {}
-    for row in conn.execute(rs.thread_index, {"tkey": thread_key}).mappings():
-        by_namespace.setdefault(bytes(row["ns_key"]), []).append(dict(row))
+    by_namespace: dict[bytes, list[sa.Row[Any]]] = {}
+    for row in conn.execute(rs.thread_index, {"tkey": thread_key}):
+        by_namespace.setdefault(bytes(row.ns_key), []).append(row)
     outcomes = []
     for ns_key, rows in by_namespace.items():
-        newest_first = sorted(rows, key=lambda r: r["checkpoint_id"], reverse=True)
+        newest_first = sorted(rows, key=lambda r: r.checkpoint_id, reverse=True)
         doomed = {
-            r["checkpoint_id"]
+            r.checkpoint_id
             for rank, r in enumerate(newest_first)
-            if (keep_last is None or rank >= keep_last) and (cutoff_us is None or r["created_us"] < cutoff_us)
+            if (keep_last is None or rank >= keep_last) and (cutoff_us is None or r.created_us < cutoff_us)
         }
         if not doomed:
             continue
@@ -381,7 +384,7 @@ def _retain_thread(
             doomed &= approved
         if not doomed:
             continue
-        kept = [r for r in rows if r["checkpoint_id"] not in doomed]
+        kept = [r for r in rows if r.checkpoint_id not in doomed]
         outcome = _measure(conn, st, rs, thread_key, ns_key, rows, doomed, kept)
         outcome.kept_for_delta = len(chain)
         outcomes.append(outcome)
@@ -395,7 +398,7 @@ def _delta_chains(
     st: SaverStatements,
     thread_key: bytes,
     ns_key: bytes,
-    rows: Sequence[Mapping[str, Any]],
+    rows: Sequence[sa.Row[Any]],
     doomed: set[str],
 ) -> set[str]:
     """The doomed checkpoints that a kept one's DeltaChannel values are rebuilt from.
@@ -403,15 +406,15 @@ def _delta_chains(
     Only kept checkpoints whose parent is not kept need a walk: one whose parent
     stays is covered by the parent's own walk (or the parent stores the value).
     """
-    kept = {r["checkpoint_id"] for r in rows} - doomed
+    kept = {r.checkpoint_id for r in rows} - doomed
     rescued: set[str] = set()
     for row in rows:
-        if row["checkpoint_id"] not in kept or row["parent_checkpoint_id"] in kept:
+        if row.checkpoint_id not in kept or row.parent_checkpoint_id in kept:
             continue
-        counters = (codec.load_json(row["metadata"]) or {}).get("counters_since_delta_snapshot") or {}
+        counters = (codec.load_json(row.metadata) or {}).get("counters_since_delta_snapshot") or {}
         if not counters:
             continue
-        walk = operations.walk_chain(conn, st, thread_key, ns_key, row["checkpoint_id"], list(counters))
+        walk = operations.walk_chain(conn, st, thread_key, ns_key, row.checkpoint_id, list(counters))
         needed = set(walk.path[: max(walk.reach.values(), default=0)])
         rescued |= needed & doomed
         kept |= needed
@@ -424,9 +427,9 @@ def _measure(
     rs: RetentionStatements,
     thread_key: bytes,
     ns_key: bytes,
-    rows: Sequence[Mapping[str, Any]],
+    rows: Sequence[sa.Row[Any]],
     doomed: set[str],
-    kept: Sequence[Mapping[str, Any]],
+    kept: Sequence[sa.Row[Any]],
 ) -> NamespaceOutcome:
     """Count what deleting `doomed` frees: their bodies and writes, the blobs no kept
     checkpoint points at (the rule `operations.delete_checkpoints` deletes by), and the list
@@ -435,23 +438,23 @@ def _measure(
     here = {"tkey": thread_key, "nkey": ns_key}
     writes = freed = 0
     for part in operations.chunks(sorted(doomed)):
-        for _, n, size in conn.execute(rs.write_sizes, {**here, "ids": list(part)}):
-            writes, freed = writes + int(n), freed + int(size)
-    freed += sum(int(r["size"] or 0) for r in rows if r["checkpoint_id"] in doomed)
-    referenced = {(k[2], k[3]) for row in kept for k in codec.blob_keys(row)}
+        for found in conn.execute(rs.write_sizes, {**here, "ids": list(part)}):
+            writes, freed = writes + int(found.writes), freed + int(found.size)
+    freed += sum(int(r.size or 0) for r in rows if r.checkpoint_id in doomed)
+    referenced = {(channel, version) for row in kept for _, _, channel, version in codec.blob_keys(row)}
     blobs = 0
     remaining: list[bytes] = []
-    for channel, version, size, manifest in conn.execute(rs.blob_sizes, here):
-        if (channel, version) not in referenced:
-            blobs, freed = blobs + 1, freed + int(size)
-        elif manifest is not None:
-            remaining.append(bytes(manifest))
+    for blob in conn.execute(rs.blob_sizes, here):
+        if (blob.channel, blob.version) not in referenced:
+            blobs, freed = blobs + 1, freed + int(blob.size)
+        elif blob.manifest is not None:
+            remaining.append(bytes(blob.manifest))
     if blobs:  # parts are collected only when blobs go
         freed += _unreached_part_bytes(conn, st, rs, thread_key, ns_key, remaining)
     first = rows[0]
     return NamespaceOutcome(
-        thread_id=first["thread_id"],
-        checkpoint_ns=first["checkpoint_ns"],
+        thread_id=first.thread_id,
+        checkpoint_ns=first.checkpoint_ns,
         checkpoints=len(rows),
         deleted_ids=sorted(doomed),
         kept_for_delta=0,
@@ -471,7 +474,10 @@ def _unreached_part_bytes(
 ) -> int:
     """Bytes of the namespace's parts that none of `manifests` reaches: what
     `operations.collect_parts` deletes once the other blobs are gone."""
-    stored = {bytes(d): int(n or 0) for d, n in conn.execute(rs.part_sizes, {"tkey": thread_key, "nkey": ns_key})}
+    stored = {
+        bytes(part.digest): int(part.size or 0)
+        for part in conn.execute(rs.part_sizes, {"tkey": thread_key, "nkey": ns_key})
+    }
     if not stored:
         return 0
     live = operations.reached_parts(conn, st, thread_key, ns_key, manifests, stored.keys())

@@ -30,6 +30,7 @@ from checkpoint_sql.dialects.statements import (
     upsert,
     version_pairs,
 )
+from checkpoint_sql.saver.rows import BLOBS, CHECKPOINTS, WRITES, BlobRow, CheckpointRow, PartRow, WriteRow, columns
 from checkpoint_sql.saver.schema import SaverTables
 
 CHUNK = 500
@@ -41,26 +42,6 @@ last digest up to the next bucket, so a handful of statements serve every size."
 
 ROWS_PER_INSERT = 50
 """Most rows in one multi-row INSERT; larger batches are split."""
-
-CHECKPOINT_COLUMNS = (
-    "thread_key",
-    "ns_key",
-    "checkpoint_id",
-    "thread_id",
-    "checkpoint_ns",
-    "parent_checkpoint_id",
-    "type",
-    "checkpoint",
-    "metadata",
-    "versions",
-)
-"""The columns of a checkpoint row as the readers return it."""
-
-# Reads return one UNION ALL whose rows are a checkpoint, a blob or a write, told
-# apart by `part`; these are the names each part's columns stand for.
-PART_CHECKPOINT, PART_BLOB, PART_WRITE = 0, 1, 2
-BLOB_COLUMNS = ("thread_key", "ns_key", "channel", "version", "type", "blob", "manifest")
-WRITE_COLUMNS = ("thread_key", "ns_key", "checkpoint_id", "task_id", "channel", "task_path", "type", "blob", "idx")
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,10 +57,10 @@ class ListShape:
     """The `metadata_filter.json_filters` kind of each metadata test, in order."""
 
 
-def list_order(row: Mapping[str, Any]) -> tuple[Any, ...]:
+def list_order(row: CheckpointRow) -> tuple[str, bytes, bytes]:
     """The key `list` orders checkpoints by (descending): the id, then the thread and
     namespace keys, which break ties between copied threads."""
-    return (row["checkpoint_id"], row["thread_key"], row["ns_key"])
+    return (row.checkpoint_id, row.thread_key, row.ns_key)
 
 
 class RowsInsert:
@@ -141,9 +122,9 @@ class SaverStatements:
         parts_here = sa.and_(pa.c.thread_key == bindparam("tkey"), pa.c.ns_key == bindparam("nkey"))
 
         # --- reading (hot path)
-        self.row_columns = tuple(cp.c[name] for name in CHECKPOINT_COLUMNS)
+        self.row_columns = columns(cp, CheckpointRow)
         key_columns = (cp.c.thread_key, cp.c.ns_key, cp.c.checkpoint_id)
-        self.page_columns = key_columns if capabilities(family).page_holds_keys_only else self.row_columns
+        self.page_columns = list(key_columns) if capabilities(family).page_holds_keys_only else self.row_columns
         """What a read's page CTE selects; `_with_children` adds the rest."""
         latest = sa.select(*self.page_columns).where(here).order_by(cp.c.checkpoint_id.desc()).limit(1)
         exact_page = sa.select(*self.page_columns).where(here, cp.c.checkpoint_id == bindparam("checkpoint_id"))
@@ -152,7 +133,7 @@ class SaverStatements:
         exact = sa.select(*self.row_columns).where(here, cp.c.checkpoint_id == bindparam("checkpoint_id"))
         self.parts_lookup = {
             n: Prepared(
-                sa.select(pa.c.digest, pa.c.data).where(
+                sa.select(*columns(pa, PartRow)).where(
                     parts_here, pa.c.digest.in_([bindparam(f"d{i}", type_=pa.c.digest.type) for i in range(n)])
                 )
             )
@@ -205,7 +186,7 @@ class SaverStatements:
             parts_here, pa.c.digest.in_(bindparam("digests", expanding=True))
         )
         self.delete_parts = sa.delete(pa).where(parts_here, pa.c.digest.in_(bindparam("digests", expanding=True)))
-        self.blobs_by_pair = sa.select(*(bl.c[c] for c in BLOB_COLUMNS)).where(
+        self.blobs_by_pair = sa.select(*columns(bl, BlobRow)).where(
             bl.c.thread_key == bindparam("tkey"),
             bl.c.ns_key == bindparam("nkey"),
             tuple_(bl.c.channel, bl.c.version).in_(bindparam("pairs", expanding=True)),
@@ -240,11 +221,11 @@ class SaverStatements:
             )
         )
         self.chain_page = (
-            sa.select(chain.c.depth, *self.row_columns)
+            sa.select(*self.row_columns)
             .join_from(chain, cp, sa.and_(here, cp.c.checkpoint_id == chain.c.checkpoint_id))
             .order_by(chain.c.depth)
         )
-        self.writes_of_channels = sa.select(*(wr.c[c] for c in WRITE_COLUMNS)).where(
+        self.writes_of_channels = sa.select(*columns(wr, WriteRow)).where(
             wr.c.thread_key == bindparam("tkey"),
             wr.c.ns_key == bindparam("nkey"),
             wr.c.checkpoint_id.in_(bindparam("ids", expanding=True)),
@@ -286,43 +267,18 @@ class SaverStatements:
             .distinct()
             .subquery("cpsql_keys")
         )
-        checkpoints = sa.select(
-            sa.literal_column(str(PART_CHECKPOINT)).label("part"),
-            *(source.c[name] for name in CHECKPOINT_COLUMNS),
-            null(sa.Integer()),
-            null(payload()),
-        ).select_from(rows)
+        nulls = {
+            "checkpoint_id": null(sa.String()),
+            "parent_checkpoint_id": null(sa.String()),
+            "metadata": null(JSONDocument()),
+            "versions": null(JSONDocument()),
+            "idx": null(sa.Integer()),
+            "manifest": null(payload()),
+        }
+        checkpoints = sa.select(*CHECKPOINTS.selected(source.c, nulls)).select_from(rows)
         joined, found = join_by_key(self.family, keys, bl, ("thread_key", "ns_key", "channel", "version"))
-        blobs = sa.select(
-            sa.literal_column(str(PART_BLOB)),
-            found.c.thread_key,
-            found.c.ns_key,
-            null(sa.String()),
-            found.c.channel,
-            found.c.version,
-            null(sa.String()),
-            found.c.type,
-            found.c.blob,
-            null(JSONDocument()),
-            null(JSONDocument()),
-            null(sa.Integer()),
-            found.c.manifest,
-        ).select_from(joined)
-        writes = sa.select(
-            sa.literal_column(str(PART_WRITE)),
-            wr.c.thread_key,
-            wr.c.ns_key,
-            wr.c.checkpoint_id,
-            wr.c.task_id,
-            wr.c.channel,
-            wr.c.task_path,
-            wr.c.type,
-            wr.c.blob,
-            null(JSONDocument()),
-            null(JSONDocument()),
-            wr.c.idx,
-            null(payload()),
-        ).select_from(
+        blobs = sa.select(*BLOBS.selected(found.c, nulls)).select_from(joined)
+        writes = sa.select(*WRITES.selected(wr.c, nulls)).select_from(
             keyed.join(
                 wr,
                 sa.and_(
@@ -384,13 +340,13 @@ class SaverStatements:
         return self.parts_lookup[n], params
 
     @staticmethod
-    def list_cursor(row: Mapping[str, Any], *, thread_fixed: bool, ns_fixed: bool) -> tuple[Any, ...]:
+    def list_cursor(row: CheckpointRow, *, thread_fixed: bool, ns_fixed: bool) -> tuple[str | bytes, ...]:
         """The keyset position of `row` in a `list_page` with the same fixed columns."""
-        position = [row["checkpoint_id"]]
+        position: list[str | bytes] = [row.checkpoint_id]
         if not thread_fixed:
-            position.append(row["thread_key"])
+            position.append(row.thread_key)
         if not ns_fixed:
-            position.append(row["ns_key"])
+            position.append(row.ns_key)
         return tuple(position)
 
     # --- writing -----------------------------------------------------------------------

@@ -91,8 +91,9 @@ def _scope(conn: Connection, table: sa.Table, owner: str, keys: Iterable[bytes])
     """The stored state of each owner (app or user) key."""
     found: dict[bytes, dict[str, Any]] = {}
     for chunk in chunks(sorted(set(keys))):
-        for row in conn.execute(sa.select(table.c[owner], table.c.key, table.c.value).where(table.c[owner].in_(chunk))):
-            found.setdefault(bytes(row[0]), {})[row.key] = row.value
+        query = sa.select(table.c[owner].label("owner"), table.c.key, table.c.value).where(table.c[owner].in_(chunk))
+        for row in conn.execute(query):
+            found.setdefault(bytes(row.owner), {})[row.key] = row.value
     return found
 
 

@@ -249,12 +249,11 @@ def store_whole(saver: SQLSaver) -> None:
     bl, pa = saver.tables.blobs, saver.tables.parts
     with saver.db.sync_engine.begin() as conn:
         parts: codec.Parts = {}
-        for thread_key, ns_key, digest, data in conn.execute(sa.select(pa)):
-            parts.setdefault((bytes(thread_key), bytes(ns_key)), {})[bytes(digest)] = bytes(data)
-        for row in conn.execute(sa.select(bl).where(bl.c.manifest.is_not(None))).mappings().all():
-            keyed = {**row, "thread_key": bytes(row["thread_key"]), "ns_key": bytes(row["ns_key"])}
-            same = [bl.c[k] == row[k] for k in ("thread_key", "ns_key", "channel", "version")]
-            conn.execute(sa.update(bl).where(*same).values(blob=codec.blob_bytes(keyed, parts), manifest=None))
+        for part in conn.execute(sa.select(pa)):
+            parts.setdefault((bytes(part.thread_key), bytes(part.ns_key)), {})[bytes(part.digest)] = bytes(part.data)
+        for row in conn.execute(sa.select(bl).where(bl.c.manifest.is_not(None))).all():
+            same = [bl.c[k] == row._mapping[k] for k in ("thread_key", "ns_key", "channel", "version")]
+            conn.execute(sa.update(bl).where(*same).values(blob=codec.blob_bytes(row, parts), manifest=None))
         conn.execute(sa.delete(pa))
     assert count(saver, "parts") == 0
 
