@@ -13,9 +13,9 @@ from typing import Any
 
 from sqlalchemy.engine import Connection
 
+from checkpoint_sql.core.compiled import CompiledStatement
 from checkpoint_sql.core.ids import key_of
 from checkpoint_sql.core.links import Link
-from checkpoint_sql.core.prepared import Prepared
 from checkpoint_sql.errors import ThreadExistsError
 from checkpoint_sql.saver import operations
 from checkpoint_sql.saver.statements import ROWS_PER_INSERT, RowsInsert, SaverStatements
@@ -52,14 +52,14 @@ class Inserts:
 
     def __init__(self, st: SaverStatements) -> None:
         self.st = st
-        self._prepared: dict[tuple[str, int], Prepared] = {}
+        self._prepared: dict[tuple[str, int], CompiledStatement] = {}
 
     def run(self, conn: Connection, insert: RowsInsert, rows: list[dict[str, Any]]) -> None:
         for start in range(0, len(rows), ROWS_PER_INSERT):
             part = rows[start : start + ROWS_PER_INSERT]
             key = (insert.role, len(part))
             if key not in self._prepared:
-                self._prepared[key] = Prepared(insert.statement(len(part)))
+                self._prepared[key] = CompiledStatement(insert.statement(len(part)))
             self._prepared[key].execute(Link.of(conn), insert.params(part))
 
 

@@ -8,7 +8,7 @@ serializer is; `EncryptedSerializer` therefore works unchanged. Metadata and cha
 versions are plain JSON, because SQL filters and joins on them.
 
 Rows written are dicts of driver-ready values (JSON already as text), since the hot
-path binds them on the DBAPI cursor directly (`prepared.py`).
+path binds them on the DBAPI cursor directly (`core/compiled.py`).
 """
 
 from __future__ import annotations

@@ -16,9 +16,9 @@ from typing import Any, TypeVar
 
 from sqlalchemy.engine import Connection
 
+from checkpoint_sql.core.compiled import CompiledStatement
 from checkpoint_sql.core.ids import Address
 from checkpoint_sql.core.links import Link
-from checkpoint_sql.core.prepared import Prepared
 from checkpoint_sql.errors import MissingPartsError, ThreadExistsError, ThreadNotFoundError
 from checkpoint_sql.saver import codec, elements
 from checkpoint_sql.saver.codec import KeyedVersions, Loaded, Parts, StoredValue
@@ -46,7 +46,11 @@ def chunks(items: Sequence[T], size: int = CHUNK) -> Iterator[Sequence[T]]:
 
 
 def read(
-    link: Link, st: SaverStatements, statement: Prepared, params: dict[str, Any], cache: PartCache | None = None
+    link: Link,
+    st: SaverStatements,
+    statement: CompiledStatement,
+    params: dict[str, Any],
+    cache: PartCache | None = None,
 ) -> Loaded:
     """Checkpoints with their blobs and writes, in one statement (`get_tuple`, a page
     of `list`), then the parts of their split lists that `cache` does not hold (one
@@ -133,7 +137,7 @@ def _fetch_reached(
     return orders
 
 
-def write(link: Link, plan: Sequence[tuple[Prepared, dict[str, Any]]]) -> None:
+def write(link: Link, plan: Sequence[tuple[CompiledStatement, dict[str, Any]]]) -> None:
     """Run the statements of a `SaverStatements.put_plan`."""
     for statement, params in plan:
         statement.execute(link, params)

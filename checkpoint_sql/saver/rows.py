@@ -1,6 +1,6 @@
 """The rows the saver's reads return, each kind defined once.
 
-The hot-path reads run on the DBAPI cursor (`prepared.py`), whose rows are plain
+The hot-path reads run on the DBAPI cursor (`core/compiled.py`), whose rows are plain
 tuples: nothing but position ties a value to its column. So each kind of row is a
 NamedTuple whose fields name the columns; `statements.py` builds the select lists
 from the fields and the readers decode with the same class, and a column added or

@@ -1,6 +1,6 @@
 """The saver's SQL, built with SQLAlchemy Core once per table set and engine family.
 
-Hot-path statements (`read_*`, `put`, `put_writes`) are `Prepared`: compiled once per
+Hot-path statements (`read_*`, `put`, `put_writes`) are `CompiledStatement`: compiled once per
 dialect and run on the DBAPI cursor, with parameters bound by name (``tkey``/``nkey``
 for a thread and namespace key; an UPDATE may not bind a parameter by a column's own
 name). Reading a checkpoint, or a page of them, with every blob and write it needs is
@@ -18,7 +18,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import bindparam, tuple_
 
-from checkpoint_sql.core.prepared import Prepared
+from checkpoint_sql.core.compiled import CompiledStatement
 from checkpoint_sql.dialects import Family
 from checkpoint_sql.dialects.capabilities import capabilities
 from checkpoint_sql.dialects.columns import JSONDocument, payload
@@ -128,11 +128,11 @@ class SaverStatements:
         """What a read's page CTE selects; `_with_children` adds the rest."""
         latest = sa.select(*self.page_columns).where(here).order_by(cp.c.checkpoint_id.desc()).limit(1)
         exact_page = sa.select(*self.page_columns).where(here, cp.c.checkpoint_id == bindparam("checkpoint_id"))
-        self.read_latest = Prepared(self._with_children(latest))
-        self.read_exact = Prepared(self._with_children(exact_page))
+        self.read_latest = CompiledStatement(self._with_children(latest))
+        self.read_exact = CompiledStatement(self._with_children(exact_page))
         exact = sa.select(*self.row_columns).where(here, cp.c.checkpoint_id == bindparam("checkpoint_id"))
         self.parts_lookup = {
-            n: Prepared(
+            n: CompiledStatement(
                 sa.select(*columns(pa, PartRow)).where(
                     parts_here, pa.c.digest.in_([bindparam(f"d{i}", type_=pa.c.digest.type) for i in range(n)])
                 )
@@ -147,9 +147,9 @@ class SaverStatements:
         self.parts_insert = RowsInsert(family, pa, "e", None)
         self.writes_keep_first = RowsInsert(family, wr, "k", None)
         self.writes_overwrite = RowsInsert(family, wr, "o", ["channel", "task_path", "type", "blob"])
-        self._chained: dict[tuple[tuple[str, int], ...], Prepared] = {}
-        self._list_pages: dict[ListShape, Prepared] = {}
-        self._single: dict[tuple[str, int], Prepared] = {}
+        self._chained: dict[tuple[tuple[str, int], ...], CompiledStatement] = {}
+        self._list_pages: dict[ListShape, CompiledStatement] = {}
+        self._single: dict[tuple[str, int], CompiledStatement] = {}
 
         # --- whole threads
         self.thread_has_checkpoints: sa.Select[Any] = (
@@ -293,7 +293,7 @@ class SaverStatements:
     def _null(self, type_: sa.types.TypeEngine[Any]) -> sa.ColumnElement[Any]:
         return typed_null(self.family, type_)
 
-    def list_page(self, shape: ListShape) -> Prepared:
+    def list_page(self, shape: ListShape) -> CompiledStatement:
         """One page of `list`, newest first, continuing below the ``after*`` keyset
         position, with its blobs and writes; compiled once per shape.
 
@@ -327,12 +327,12 @@ class SaverStatements:
             position = [bindparam(f"after{i}", type_=c.type) for i, c in enumerate(order)]
             where.append(order[0] < position[0] if len(order) == 1 else tuple_(*order) < tuple_(*position))
         page = sa.select(*self.page_columns).where(*where).order_by(*(c.desc() for c in order))
-        found = self._list_pages[shape] = Prepared(self._with_children(page.limit(bindparam("limit"))))
+        found = self._list_pages[shape] = CompiledStatement(self._with_children(page.limit(bindparam("limit"))))
         return found
 
     def parts_params(
         self, thread_key: bytes, ns_key: bytes, digests: Sequence[bytes]
-    ) -> tuple[Prepared, dict[str, Any]]:
+    ) -> tuple[CompiledStatement, dict[str, Any]]:
         """The `parts_lookup` for at most ``PART_BUCKETS[-1]`` digests, and its parameters."""
         n = next(b for b in PART_BUCKETS if b >= len(digests))
         params: dict[str, Any] = {"tkey": thread_key, "nkey": ns_key}
@@ -358,7 +358,7 @@ class SaverStatements:
         parts: Sequence[Mapping[str, Any]],
         keep_first: Sequence[Mapping[str, Any]],
         overwrite: Sequence[Mapping[str, Any]],
-    ) -> list[tuple[Prepared, dict[str, Any]]]:
+    ) -> list[tuple[CompiledStatement, dict[str, Any]]]:
         """The statements storing these rows, with their parameters.
 
         On PostgreSQL they are chained into one statement (data-modifying CTEs), so a
@@ -396,16 +396,18 @@ class SaverStatements:
             return [*self._singles(pieces[:alone]), (self._chain(chained), params)]
         return self._singles(pieces)
 
-    def _singles(self, pieces: Sequence[tuple[RowsInsert, Sequence[Any]]]) -> list[tuple[Prepared, dict[str, Any]]]:
+    def _singles(
+        self, pieces: Sequence[tuple[RowsInsert, Sequence[Any]]]
+    ) -> list[tuple[CompiledStatement, dict[str, Any]]]:
         return [(self._single_insert(insert, len(rows)), insert.params(rows)) for insert, rows in pieces]
 
-    def _single_insert(self, insert: RowsInsert, n: int) -> Prepared:
+    def _single_insert(self, insert: RowsInsert, n: int) -> CompiledStatement:
         key = (insert.role, n)
         if key not in self._single:
-            self._single[key] = Prepared(insert.statement(n))
+            self._single[key] = CompiledStatement(insert.statement(n))
         return self._single[key]
 
-    def _chain(self, parts: Sequence[tuple[RowsInsert, Sequence[Any]]]) -> Prepared:
+    def _chain(self, parts: Sequence[tuple[RowsInsert, Sequence[Any]]]) -> CompiledStatement:
         """One statement running every part: all but the last as CTEs of the last,
         compiled once per shape (which inserts, how many rows each)."""
         shape = tuple((insert.role, len(rows)) for insert, rows in parts)
@@ -414,7 +416,7 @@ class SaverStatements:
             main = statements[-1]
             for i, stmt in enumerate(statements[:-1]):
                 main = main.add_cte(stmt.cte(f"cpsql_put_{i}"))
-            self._chained[shape] = Prepared(main)
+            self._chained[shape] = CompiledStatement(main)
         return self._chained[shape]
 
 

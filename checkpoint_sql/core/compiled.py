@@ -1,12 +1,15 @@
 """Statements built with SQLAlchemy Core, compiled once per dialect, run on a DBAPI `Link`.
 
+Named "compiled", not "prepared": a server-side prepared statement (psycopg's
+``prepare_threshold``, `dialects.connections`) is another thing, set per connection.
+
 The hot path (get, list, put, put_writes) is a handful of fixed statements. Running
 them through `Connection.execute` costs more than the statements themselves on a
 local server: cache lookups and parameter processing per call, and a logical
 transaction that SQLAlchemy ends with a ROLLBACK, which PyMySQL sends over the wire
 even in autocommit mode. So the statements are still written in SQLAlchemy Core
-(`statements.py`), compiled once for each dialect, and executed on the connection's
-DBAPI cursor (`links.py`); the parameters are prepared by `codec.py` in the driver's
+(`saver/statements.py`), compiled once for each dialect, and executed on the connection's
+DBAPI cursor (`links.py`); the parameters are built by `saver/codec.py` in the driver's
 own types.
 """
 
@@ -26,7 +29,7 @@ Params = Mapping[str, Any]
 
 
 @dataclass(frozen=True, slots=True)
-class _Compiled:
+class _DialectForm:
     sql: str
     order: tuple[str, ...] | None
     """Bind names in placeholder order for positional paramstyles; None for named ones."""
@@ -41,16 +44,16 @@ class _Compiled:
         return tuple(params[name] for name in self.order)
 
 
-class Prepared:
+class CompiledStatement:
     """One statement and its compiled form for each dialect it has met."""
 
     __slots__ = ("_compiled", "statement")
 
     def __init__(self, statement: sa.ClauseElement) -> None:
         self.statement = statement
-        self._compiled: dict[int, _Compiled] = {}
+        self._compiled: dict[int, _DialectForm] = {}
 
-    def compiled(self, dialect: Dialect) -> _Compiled:
+    def compiled(self, dialect: Dialect) -> _DialectForm:
         found = self._compiled.get(id(dialect))
         if found is None:
             compiled = self.statement.compile(dialect=dialect)
@@ -61,7 +64,7 @@ class Prepared:
                 for name, bind in compiled.binds.items()
                 if not bind.required and bind.effective_value is not None
             }
-            found = self._compiled[id(dialect)] = _Compiled(compiled.string, order, defaults)
+            found = self._compiled[id(dialect)] = _DialectForm(compiled.string, order, defaults)
         return found
 
     def rows(self, link: Link, params: Params) -> list[tuple[Any, ...]]:
