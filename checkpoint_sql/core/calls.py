@@ -19,19 +19,18 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy.engine import URL, Engine
 from sqlalchemy.ext.asyncio import AsyncEngine
 from typing_extensions import Self
 
-from checkpoint_sql.core.database import Database
+from checkpoint_sql.core.database import Database, Source
 from checkpoint_sql.core.engines import EngineOptions
 
 R = TypeVar("R")
 T = TypeVar("T")
 
-Target = str | URL | Engine | AsyncEngine | Database | None
-"""What the saver and the stores are built on: a URL (None: ``$CHECKPOINT_SQL_URL`` or
-the embedded file), an engine, or a `Database` shared with others."""
+Target = Source | Database
+"""What the saver and the stores are built on: what a `Database` is built from, or a
+`Database` shared with others."""
 
 
 def same(value: T) -> T:

@@ -37,7 +37,9 @@ from checkpoint_sql.dialects.transactions import Mode, begin_sql
 from checkpoint_sql.errors import ConfigurationError, EngineUnreachableError, InvalidArgumentError, SchemaNotReadyError
 
 T = TypeVar("T")
-Target = str | URL | Engine | AsyncEngine | None
+Source = str | URL | Engine | AsyncEngine | None
+"""Where a `Database`'s engines come from: a URL (None: ``$CHECKPOINT_SQL_URL`` or the
+embedded file), or an engine of the application's."""
 
 
 class Database:
@@ -52,7 +54,7 @@ class Database:
 
     def __init__(
         self,
-        target: Target = None,
+        target: Source = None,
         *,
         async_engine: AsyncEngine | None = None,
         options: engines.EngineOptions | None = None,
@@ -76,14 +78,14 @@ class Database:
             engines.driver_pair(self.url)  # refuse an unsupported URL now, not on first use
         if self._sync is not None or self._async is not None:
             self.url = self._check_same_database()
-        self.family: Family = family_of(engines.backend_of(self.url))
+        self.family: Family = family_of(engines.dialect_name_of(self.url))
         self._writes = _sqlite_write_queue(self.url) if self.family == "sqlite" else None
         self._batches = self.family == "mysql"  # our MySQL engines take a transaction as one query
         self._held: HeldConnections | None = None  # our SQLite engine's connections, for the hot path
 
     def _check_same_database(self) -> URL:
         urls = [e.url for e in (self._sync, self._async) if e is not None]
-        bare = {u.set(drivername=engines.backend_of(u)).render_as_string(hide_password=False) for u in urls}
+        bare = {u.set(drivername=engines.dialect_name_of(u)).render_as_string(hide_password=False) for u in urls}
         if len(bare) > 1:
             raise ConfigurationError(
                 "the sync and async engines point at different databases: " + " vs ".join(engines.mask(u) for u in urls)
@@ -101,7 +103,7 @@ class Database:
         if self._sync is None:
             with self._lock:
                 if self._sync is None:
-                    engine = engines.create_engine_pair(self.url, self.options, want_async=False)
+                    engine = engines.build_engine(self.url, self.options, want_async=False)
                     assert isinstance(engine, Engine)
                     self._owned.append(engine)
                     if self.family == "sqlite":
@@ -122,7 +124,7 @@ class Database:
                     self._async.sync_engine.dispose(close=False)  # its loop is gone or not ours
                     self._async = None
                 if self._async is None:
-                    engine = engines.create_engine_pair(self.url, self.options, want_async=True)
+                    engine = engines.build_engine(self.url, self.options, want_async=True)
                     assert isinstance(engine, AsyncEngine)
                     self._owned.append(engine)
                     self._async, self._async_loop = engine, loop

@@ -31,7 +31,9 @@ from checkpoint_sql.errors import ConfigurationError
 URL_ENV_VAR = "CHECKPOINT_SQL_URL"
 """Environment variable read when no URL is given."""
 
-Backend = str  # "sqlite" | "postgresql" | "mysql" | "mariadb"
+DialectName = str
+"""The SQLAlchemy dialect a URL names: "sqlite", "postgresql", "mysql" or "mariadb" (its
+`Family` counts MariaDB as "mysql")."""
 
 _ALIASES = {"postgres": "postgresql"}
 
@@ -55,7 +57,7 @@ def resolve(url: str | URL | None) -> URL:
         return URL.create("sqlite", database=str(path))
     if not isinstance(url, URL):
         url = _parse(url)
-    if backend_of(url) == "sqlite":
+    if dialect_name_of(url) == "sqlite":
         url = _shared_memory(url)
     return url
 
@@ -70,8 +72,8 @@ def _parse(url: str) -> URL:
         ) from None
 
 
-def backend_of(url: URL) -> Backend:
-    """The backend a URL names, with aliases folded in; rejects unsupported ones."""
+def dialect_name_of(url: URL) -> DialectName:
+    """The dialect a URL names, with aliases (``postgres``) folded in; rejects unsupported ones."""
     name = _ALIASES.get(url.get_backend_name(), url.get_backend_name())
     if name not in DRIVERS:
         raise ConfigurationError(
@@ -88,15 +90,15 @@ def driver_pair(url: URL) -> tuple[URL, URL]:
     the connect arguments, SQLite pragmas and error classification of
     `checkpoint_sql.dialects` are written for these drivers.
     """
-    backend = backend_of(url)
-    sync_driver, async_driver = DRIVERS[backend]
+    dialect = dialect_name_of(url)
+    sync_driver, async_driver = DRIVERS[dialect]
     given = url.get_driver_name() if "+" in url.drivername else None
     if given is not None and given not in (sync_driver, async_driver):
         raise ConfigurationError(
-            f"driver {given!r} is not supported for {backend} (URL {mask(url)!r}); use "
-            f"'{backend}://' or '{backend}+{sync_driver}://' / '{backend}+{async_driver}://'"
+            f"driver {given!r} is not supported for {dialect} (URL {mask(url)!r}); use "
+            f"'{dialect}://' or '{dialect}+{sync_driver}://' / '{dialect}+{async_driver}://'"
         )
-    return url.set(drivername=f"{backend}+{sync_driver}"), url.set(drivername=f"{backend}+{async_driver}")
+    return url.set(drivername=f"{dialect}+{sync_driver}"), url.set(drivername=f"{dialect}+{async_driver}")
 
 
 def _shared_memory(url: URL) -> URL:
@@ -115,7 +117,7 @@ def _shared_memory(url: URL) -> URL:
 
 
 def is_sqlite_memory(url: URL) -> bool:
-    return backend_of(url) == "sqlite" and url.query.get("mode") == "memory"
+    return dialect_name_of(url) == "sqlite" and url.query.get("mode") == "memory"
 
 
 def mask(url: str | URL) -> str:
@@ -167,7 +169,7 @@ class EngineOptions:
             raise ConfigurationError(f"busy_timeout must be >= 0 seconds, not {self.busy_timeout}")
 
 
-def create_engine_pair(url: URL, options: EngineOptions, *, want_async: bool) -> Engine | AsyncEngine:
+def build_engine(url: URL, options: EngineOptions, *, want_async: bool) -> Engine | AsyncEngine:
     """The sync (`want_async=False`) or async engine for `url`, configured for this package.
 
     Connections run in driver-level autocommit: `Database` opens a transaction itself
@@ -177,12 +179,12 @@ def create_engine_pair(url: URL, options: EngineOptions, *, want_async: bool) ->
     threshold; MySQL READ COMMITTED sessions (fewer gap locks, fewer deadlocks) and
     multi-statement queries.
     """
-    backend = backend_of(url)
+    dialect = dialect_name_of(url)
     hosts: list[cluster.HostPort] = []
-    if backend in ("mysql", "mariadb"):
+    if dialect in ("mysql", "mariadb"):
         url, hosts = cluster.listed_hosts(url)
     prepare_threshold = options.prepare_threshold
-    if backend == "postgresql":
+    if dialect == "postgresql":
         url, prepare_threshold = cluster.prepare_threshold(url, prepare_threshold)
     sync_url, async_url = driver_pair(url)
     kwargs: dict[str, Any] = {
@@ -190,10 +192,10 @@ def create_engine_pair(url: URL, options: EngineOptions, *, want_async: bool) ->
         "isolation_level": "AUTOCOMMIT",
         "pool_reset_on_return": None,
         "connect_args": connect_args(
-            family_of(backend), busy_timeout=options.busy_timeout, prepare_threshold=prepare_threshold
+            family_of(dialect), busy_timeout=options.busy_timeout, prepare_threshold=prepare_threshold
         ),
     }
-    if backend == "sqlite":
+    if dialect == "sqlite":
         if is_sqlite_memory(sync_url):
             # A shared-cache memory database lives while one connection is open: keep a
             # pool of them rather than SQLAlchemy's one-connection memory default.
@@ -213,11 +215,11 @@ def create_engine_pair(url: URL, options: EngineOptions, *, want_async: bool) ->
         sync_side = engine.sync_engine
     else:
         engine = sync_side = sa.create_engine(sync_url, **kwargs)
-    if backend == "sqlite":
+    if dialect == "sqlite":
         sqlite_pragmas(sync_side, wal=not is_sqlite_memory(sync_url), synchronous=options.sqlite_synchronous)
     elif options.ping_after_idle is not None:
         _ping_when_stale(sync_side, options.ping_after_idle)
-    if backend in ("mysql", "mariadb"):
+    if dialect in ("mysql", "mariadb"):
         cluster.connect_to_ready_node(sync_side, hosts, sync_wait=options.galera_sync_wait)
     return engine
 
