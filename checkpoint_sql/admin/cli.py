@@ -22,7 +22,6 @@ from rich.table import Table
 from rich.text import Text
 from sqlalchemy.exc import SQLAlchemyError
 
-from checkpoint_sql import dialects
 from checkpoint_sql.admin import checkpoints, doctor, history, prune, schema_status, thread_stats, threads, transfer
 from checkpoint_sql.admin.langgraph_import import import_langgraph
 from checkpoint_sql.admin.output import Declined, Output
@@ -30,6 +29,7 @@ from checkpoint_sql.core import engines, migrate
 from checkpoint_sql.core.database import Database
 from checkpoint_sql.core.engines import URL_ENV_VAR, default_sqlite_path
 from checkpoint_sql.core.ids import key_of, thread_id_of
+from checkpoint_sql.core.intent import Intent
 from checkpoint_sql.core.tables import DEFAULT_PREFIX
 from checkpoint_sql.errors import CheckpointSQLError, ConfigurationError, SchemaNotReadyError, ThreadNotFoundError
 from checkpoint_sql.saver.retention import RetentionReport, parse_duration
@@ -190,14 +190,12 @@ def _saver(args: argparse.Namespace, *, create: bool = False) -> SQLSaver:
 
 def _thread(saver: SQLSaver, thread_id: str) -> int:
     """The number of checkpoints of a thread that must exist."""
-    counts = saver.db.run(threads.checkpoint_counts, saver.tables, [key_of(thread_id_of(thread_id))], single=True)
+    counts = saver.db.run(
+        threads.checkpoint_counts, saver.tables, [key_of(thread_id_of(thread_id))], intent=Intent.ONE_STATEMENT
+    )
     if not counts:
         raise ThreadNotFoundError(f"no such thread: {thread_id!r}")
     return sum(counts.values())
-
-
-def _snapshot(saver: SQLSaver) -> bool:
-    return dialects.reads_need_snapshot(saver.db.family)
 
 
 # --- subcommands -----------------------------------------------------------------------
@@ -216,7 +214,7 @@ def _threads(args: argparse.Namespace, out: Output) -> int:
     with _saver(args) as saver:
         statements = threads.ThreadStatements(saver.tables, saver.db.family, query)
         params = threads.filter_params(saver.db.family, filters)
-        page = saver.db.run(threads.list_threads, statements, query, params, snapshot=_snapshot(saver))
+        page = saver.db.run(threads.list_threads, statements, query, params, intent=Intent.READ_SNAPSHOT)
     out.emit(page.to_json(), page.render)
     return 0
 
@@ -225,7 +223,7 @@ def _history(args: argparse.Namespace, out: Output) -> int:
     with _saver(args) as saver:
         _thread(saver, args.thread)
         statements = history.HistoryStatements(saver.tables, saver.db.family)
-        rows = saver.db.run(history.load, statements, key_of(args.thread), snapshot=_snapshot(saver))
+        rows = saver.db.run(history.load, statements, key_of(args.thread), intent=Intent.READ_SNAPSHOT)
         found = history.build(saver.serde, rows)
     out.emit(found.to_json(), found.render)
     return 0
@@ -254,7 +252,9 @@ def _diff(args: argparse.Namespace, out: Output) -> int:
 def _delete(args: argparse.Namespace, out: Output) -> int:
     wanted = list(dict.fromkeys(thread_id_of(t) for t in args.threads))
     with _saver(args) as saver:
-        counts = saver.db.run(threads.checkpoint_counts, saver.tables, [key_of(t) for t in wanted], single=True)
+        counts = saver.db.run(
+            threads.checkpoint_counts, saver.tables, [key_of(t) for t in wanted], intent=Intent.ONE_STATEMENT
+        )
         missing = [t for t in wanted if key_of(t) not in counts]
         if missing:
             raise ThreadNotFoundError(f"no such thread: {', '.join(map(repr, missing))}")
@@ -375,12 +375,12 @@ def _stats(args: argparse.Namespace, out: Output) -> int:
             _thread(saver, args.thread)
             thread_id = thread_id_of(args.thread)
             storage = saver.db.run(
-                thread_stats.measure, saver.tables, saver.db.family, thread_id, snapshot=_snapshot(saver)
+                thread_stats.measure, saver.tables, saver.db.family, thread_id, intent=Intent.READ_SNAPSHOT
             )
             out.emit(storage.to_json(), storage.render)
             return 0
         figures = saver.db.run(
-            threads.stats, saver.tables, saver.db.family, saver.db.masked_url, snapshot=_snapshot(saver)
+            threads.stats, saver.tables, saver.db.family, saver.db.masked_url, intent=Intent.READ_SNAPSHOT
         )
     out.emit(figures.to_json(), figures.render)
     return 0
@@ -390,10 +390,10 @@ def _migrate(args: argparse.Namespace, out: Output) -> int:
     with _saver(args, create=not args.show) as saver:
         target = saver.tables.migrations
         if args.show:
-            status = saver.db.run(schema_status.status, target, single=True)
+            status = saver.db.run(schema_status.status, target, intent=Intent.ONE_STATEMENT)
             out.emit(status.to_json(), lambda: _schema_table(status, saver.db.masked_url))
             return 0
-        before, after = saver.db.run(migrate.upgrade, target, saver.db.family, write=True)
+        before, after = saver.db.run(migrate.upgrade, target, saver.db.family, intent=Intent.WRITE)
     result = {"before": before, "after": after, "changed": before != after}
     message = f"schema at revision {after}" + (f" (was {before or 'empty'})" if before != after else ", up to date")
     out.emit(result, lambda: Text(message))

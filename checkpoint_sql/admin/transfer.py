@@ -56,6 +56,7 @@ from checkpoint_sql import dialects
 from checkpoint_sql.admin.bulk import Inserts, ThreadRows, insert_thread
 from checkpoint_sql.core.calls import Progress
 from checkpoint_sql.core.ids import checkpoint_id_of, key_of, thread_id_of
+from checkpoint_sql.core.intent import Intent
 from checkpoint_sql.errors import InvalidArgumentError, MissingPartsError, ThreadNotFoundError
 from checkpoint_sql.saver import codec, elements
 from checkpoint_sql.saver.schema import SaverTables
@@ -128,7 +129,9 @@ def export_threads(
     thread. Unknown threads are refused before anything is written."""
     es = ExportStatements(saver.tables)
     if thread_ids is None:
-        thread_ids = saver.db.run(lambda conn: list(conn.execute(es.all_threads).scalars()), single=True)
+        thread_ids = saver.db.run(
+            lambda conn: list(conn.execute(es.all_threads).scalars()), intent=Intent.ONE_STATEMENT
+        )
     else:
         thread_ids = list(dict.fromkeys(thread_id_of(t) for t in thread_ids))
         _require(saver, thread_ids)
@@ -136,9 +139,8 @@ def export_threads(
     header = {"format": FORMAT, "version": VERSION, "created": datetime.now(timezone.utc).isoformat()}
     out.write(packer.pack({**header, "source": saver.db.family}))
     counts = Counts()
-    snapshot = dialects.reads_need_snapshot(saver.db.family)
     for done, thread_id in enumerate(thread_ids, start=1):
-        rows, skipped = saver.db.run(_read_thread, es, thread_id, snapshot=snapshot)
+        rows, skipped = saver.db.run(_read_thread, es, thread_id, intent=Intent.READ_SNAPSHOT)
         counts.add(rows)
         counts.skipped += skipped
         for record in _records(rows):
@@ -154,7 +156,9 @@ def _require(saver: SQLSaver, thread_ids: Sequence[str]) -> None:
     cp = saver.tables.checkpoints
     query = sa.select(cp.c.thread_key).where(cp.c.thread_key.in_(bindparam("keys", expanding=True))).distinct()
     keys = [key_of(t) for t in thread_ids]
-    found = saver.db.run(lambda conn: {bytes(k) for k in conn.execute(query, {"keys": keys}).scalars()}, single=True)
+    found = saver.db.run(
+        lambda conn: {bytes(k) for k in conn.execute(query, {"keys": keys}).scalars()}, intent=Intent.ONE_STATEMENT
+    )
     missing = [t for t, k in zip(thread_ids, keys, strict=True) if k not in found]
     if missing:
         raise ThreadNotFoundError(f"no such thread: {', '.join(repr(t) for t in missing)}")
@@ -308,7 +312,7 @@ def import_threads(
     for rows in records.threads():
         # A replaced thread's parts are deleted: the saver must not go on skipping them in puts.
         forget = saver._forgetting([rows.thread_key])
-        saver.db.run(insert_thread, inserts, rows, replace, write=True)
+        saver.db.run(insert_thread, inserts, rows, replace, intent=Intent.WRITE)
         forget(None)
         counts.add(rows)
         if progress is not None:

@@ -2,7 +2,7 @@
 
 A public method of the saver or of a store validates and serializes its input, then
 describes its transaction as a `Call`: the operation (a function of a sync
-`Connection`), its arguments, the transaction it needs, and what to make of the
+`Connection`), its arguments, the transaction's `Intent`, and what to make of the
 result. `DatabaseClient._run` runs the call on the sync engine and `_arun` on the
 async one, so each method pair is two one-liners around logic written once. Work that
 takes several transactions (retention, one per thread) is a *job*: a generator that
@@ -25,6 +25,7 @@ from typing_extensions import Self
 
 from checkpoint_sql.core.database import Database
 from checkpoint_sql.core.engines import EngineOptions
+from checkpoint_sql.core.intent import Intent
 
 R = TypeVar("R")
 T = TypeVar("T")
@@ -45,33 +46,21 @@ class Call(Generic[R, T]):
     op: Callable[..., R]
     args: tuple[Any, ...]
     finish: Callable[[R], T] = same  # type: ignore[assignment]
-    write: bool = False
-    snapshot: bool = False
-    single: bool = False
-    """The operation is one statement: no BEGIN/COMMIT around it."""
-    group: bool = False
-    """It may share a commit with concurrent writes (SQLite group commit)."""
+    intent: Intent = Intent.READ
     raw: bool = False
-    """The operation takes a DBAPI `Link` (the hot path), not a `Connection`."""
+    """The operation takes a DBAPI `Link` (the hot path), not a `Connection`: a fact
+    about its signature, not its transaction, so it stays apart from `intent`."""
 
     def on(self, db: Database) -> T:
-        return self.finish(db.run(self.op, *self.args, **self._transaction()))
+        return self.finish(db.run(self.op, *self.args, intent=self.intent, raw=self.raw))
 
     async def aon(self, db: Database) -> T:
-        return self.finish(await db.arun(self.op, *self.args, **self._transaction()))
-
-    def _transaction(self) -> dict[str, bool]:
-        return {
-            "write": self.write,
-            "snapshot": self.snapshot,
-            "single": self.single,
-            "group": self.group,
-            "raw": self.raw,
-        }
+        return self.finish(await db.arun(self.op, *self.args, intent=self.intent, raw=self.raw))
 
 
 Job = Generator[Call[Any, Any], Any, R]
 """Work of several transactions: yields each call, is sent its result, returns R."""
+
 
 Progress = Callable[[int, int], None]
 """What a job reports after each unit (a thread): (done, total; 0 if unknown)."""

@@ -26,6 +26,7 @@ from sqlalchemy.engine import Connection
 from checkpoint_sql import dialects
 from checkpoint_sql.core.calls import Call
 from checkpoint_sql.core.database import Database
+from checkpoint_sql.core.intent import Intent
 from checkpoint_sql.core.tables import LEASE_HOLDER_MAX as HOLDER_MAX
 from checkpoint_sql.core.tables import LEASE_NAME_MAX as NAME_MAX
 from checkpoint_sql.errors import ConfigurationError
@@ -61,15 +62,15 @@ class Lease:
     # --- the calls ------------------------------------------------------------------------
 
     def _acquire(self) -> Call[bool, bool]:
-        return Call(_acquire, (self.table, self.db.family, self.name, self.holder, _us(self.ttl)), write=True)
+        return Call(_acquire, (self.table, self.db.family, self.name, self.holder, _us(self.ttl)), intent=Intent.WRITE)
 
     def _renew(self) -> Call[bool, bool]:
-        return Call(_extend, (self.table, self.db.family, self.name, self.holder, _us(self.ttl)), write=True)
+        return Call(_extend, (self.table, self.db.family, self.name, self.holder, _us(self.ttl)), intent=Intent.WRITE)
 
     def _release(self, hold_for: float) -> Call[bool, bool]:
         if hold_for < 0:
             raise ConfigurationError(f"lease {self.name!r}: hold_for must be >= 0, not {hold_for!r}")
-        return Call(_extend, (self.table, self.db.family, self.name, self.holder, _us(hold_for)), write=True)
+        return Call(_extend, (self.table, self.db.family, self.name, self.holder, _us(hold_for)), intent=Intent.WRITE)
 
     # --- sync -----------------------------------------------------------------------------
 

@@ -35,6 +35,7 @@ from checkpoint_sql.core.calls import Call, DatabaseClient, Progress, adrive, dr
 from checkpoint_sql.core.database import Database
 from checkpoint_sql.core.engines import EngineOptions
 from checkpoint_sql.core.ids import address_of, key_of, thread_id_of
+from checkpoint_sql.core.intent import Intent
 from checkpoint_sql.core.tables import DEFAULT_PREFIX
 from checkpoint_sql.errors import (
     InvalidArgumentError,
@@ -145,7 +146,7 @@ class SQLSaver(BaseCheckpointSaver[str], DatabaseClient):
         await self._arun(self._setup())
 
     def _setup(self) -> Call[Any, None]:
-        return Call(migrate.upgrade, (self.tables.migrations, self.db.family), lambda _: None, write=True)
+        return Call(migrate.upgrade, (self.tables.migrations, self.db.family), lambda _: None, intent=Intent.WRITE)
 
     # --- reading ----------------------------------------------------------------------
 
@@ -175,7 +176,9 @@ class SQLSaver(BaseCheckpointSaver[str], DatabaseClient):
             tuples = codec.checkpoint_tuples(self.serde, loaded)
             return tuples[0] if tuples else None
 
-        return Call(operations.read, (self._st, statement, params, self._parts), first, single=True, raw=True)
+        return Call(
+            operations.read, (self._st, statement, params, self._parts), first, intent=Intent.ONE_STATEMENT, raw=True
+        )
 
     def list(
         self,
@@ -248,7 +251,9 @@ class SQLSaver(BaseCheckpointSaver[str], DatabaseClient):
             return tuples, cursor
 
         page = self._st.list_page(shape)
-        return Call(operations.read, (self._st, page, params, self._parts), finish, single=True, raw=True)
+        return Call(
+            operations.read, (self._st, page, params, self._parts), finish, intent=Intent.ONE_STATEMENT, raw=True
+        )
 
     def _list_plan(
         self,
@@ -406,7 +411,8 @@ class SQLSaver(BaseCheckpointSaver[str], DatabaseClient):
         keep_first, overwrite = list(writes.keep_first.values()), list(writes.overwrite.values())
         plan = self._st.put_plan(checkpoint, blobs, parts, keep_first, overwrite)
         single = len(plan) == 1 and dialects.lone_writes_are_atomic(self.db.family)
-        return Call(operations.write, (plan,), finish, write=True, single=single, group=True, raw=True)
+        intent = Intent.ONE_STATEMENT if single else Intent.GROUPED_WRITE
+        return Call(operations.write, (plan,), finish, intent=intent, raw=True)
 
     # --- deleting and copying ---------------------------------------------------------
 
@@ -430,7 +436,7 @@ class SQLSaver(BaseCheckpointSaver[str], DatabaseClient):
         # none of them (PostgreSQL), or wait for the delete (MySQL's locking reads), so
         # that its checkpoint goes whole or stays whole, never without its blobs.
         finish = self._forgetting(keys)
-        return Call(operations.delete_threads, (self._st, keys), finish, write=True, snapshot=True)
+        return Call(operations.delete_threads, (self._st, keys), finish, intent=Intent.SNAPSHOT_WRITE)
 
     def delete_for_runs(self, run_ids: Sequence[str]) -> None:
         """Delete the checkpoints whose metadata ``run_id`` is one of `run_ids`, their
@@ -446,7 +452,7 @@ class SQLSaver(BaseCheckpointSaver[str], DatabaseClient):
         ids = _strings(run_ids, "delete_for_runs: run_ids")
         if not ids:
             return None
-        return Call(operations.delete_for_runs, (self._st, ids), self._forgetting(None), write=True, snapshot=True)
+        return Call(operations.delete_for_runs, (self._st, ids), self._forgetting(None), intent=Intent.SNAPSHOT_WRITE)
 
     def copy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
         """Copy a whole thread (every namespace, checkpoint, blob and write, same ids)
@@ -465,7 +471,7 @@ class SQLSaver(BaseCheckpointSaver[str], DatabaseClient):
         # snapshot: a put on the source committing between the copy's statements must
         # reach the copy whole (PostgreSQL: not at all; MySQL: it waits), not as blobs
         # and parts without their checkpoint.
-        return Call(operations.copy_thread, (self._st, source, target), same, write=True, snapshot=True)
+        return Call(operations.copy_thread, (self._st, source, target), same, intent=Intent.SNAPSHOT_WRITE)
 
     def prune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
         """``"keep_latest"``: keep each namespace's latest checkpoint (and, for delta
@@ -488,7 +494,7 @@ class SQLSaver(BaseCheckpointSaver[str], DatabaseClient):
             return [self._delete_threads(threads)]
         keys = [key_of(t) for t in threads]
         finish = self._forgetting(keys)
-        return [Call(operations.prune_keep_latest, (self._st, k), finish, write=True, snapshot=True) for k in keys]
+        return [Call(operations.prune_keep_latest, (self._st, k), finish, intent=Intent.SNAPSHOT_WRITE) for k in keys]
 
     def _forgetting(self, thread_keys: Sequence[bytes] | None) -> Callable[[None], None]:
         """Drop these threads' entries (None: all) from the part caches of the process

@@ -39,7 +39,7 @@ from checkpoint_sql.core.tables import DEFAULT_PREFIX
 from checkpoint_sql.errors import ConfigurationError, InvalidArgumentError
 from checkpoint_sql.stores import namespaces, store_ops, vectors
 from checkpoint_sql.stores.checks import Clock, count_arg, json_object, preview, text_arg, utc_now
-from checkpoint_sql.stores.component import Call, Component, Target, same
+from checkpoint_sql.stores.component import Call, Component, Intent, Target, same
 from checkpoint_sql.stores.filters import check_filter
 from checkpoint_sql.stores.memories import MemoryMethods
 from checkpoint_sql.stores.store_ops import Batch, Context, ListNamespaces, Put, Search
@@ -151,12 +151,12 @@ class SQLStore(MemoryMethods, Component, BaseStore):
         return outcome.results
 
     def _batch_call(self, batch: Batch) -> Call[store_ops.Outcome, store_ops.Outcome]:
-        return Call(store_ops.run_batch, (self._ctx, batch), same, write=batch.write)
+        return Call(store_ops.run_batch, (self._ctx, batch), same, intent=Intent.WRITE if batch.write else Intent.READ)
 
     def _refresh(self, outcome: store_ops.Outcome, batch: Batch) -> Call[None, None]:
         """A read-only batch read items with a TTL: restart their clocks in a short write
         transaction of its own (SQLite cannot turn a reader into a writer safely)."""
-        return Call(store_ops.refresh_ttl, (self._ctx, outcome.refresh, batch.now), same, write=True)
+        return Call(store_ops.refresh_ttl, (self._ctx, outcome.refresh, batch.now), same, intent=Intent.WRITE)
 
     @staticmethod
     def _queries(batch: Batch) -> list[str]:
@@ -367,7 +367,7 @@ class SQLStore(MemoryMethods, Component, BaseStore):
         return await self._arun(self._sweep())
 
     def _sweep(self) -> Call[int, int]:
-        return Call(store_ops.sweep, (self._ctx, self._clock()), same, write=True)
+        return Call(store_ops.sweep, (self._ctx, self._clock()), same, intent=Intent.WRITE)
 
     def start_ttl_sweeper(self, sweep_interval_minutes: float | None = None) -> concurrent.futures.Future[None]:
         """Sweep periodically in a daemon thread, every `sweep_interval_minutes` (default:
