@@ -31,7 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from checkpoint_sql import dialects
 from checkpoint_sql.core import bounds, migrate
-from checkpoint_sql.core.calls import Call, DatabaseClient, Progress, adrive, drive, same
+from checkpoint_sql.core.calls import Call, DatabaseClient, Job, Progress, each, same
 from checkpoint_sql.core.database import Database
 from checkpoint_sql.core.engines import EngineOptions
 from checkpoint_sql.core.ids import address_of, key_of, thread_id_of
@@ -477,24 +477,24 @@ class SQLSaver(BaseCheckpointSaver[str], DatabaseClient):
         """``"keep_latest"``: keep each namespace's latest checkpoint (and, for delta
         channels, the ancestors their value is rebuilt from); ``"delete"`` (or
         ``"delete_all"``): delete the threads. One transaction per thread."""
-        for call in self._prune(thread_ids, strategy):
-            self._run(call)
+        self._drive(self._prune(thread_ids, strategy))
 
     async def aprune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
-        for call in self._prune(thread_ids, strategy):
-            await self._arun(call)
+        await self._adrive(self._prune(thread_ids, strategy))
 
-    def _prune(self, thread_ids: Sequence[str], strategy: str) -> Sequence[Call[None, None]]:
+    def _prune(self, thread_ids: Sequence[str], strategy: str) -> Job[None]:
         if strategy not in PRUNE_STRATEGIES:
             raise InvalidArgumentError(f"prune: unknown strategy {strategy!r}; use one of {PRUNE_STRATEGIES}")
         threads = [thread_id_of(t) for t in _strings(thread_ids, "prune: thread_ids", allow_ints=True)]
         if not threads:
-            return []
+            return each([])
         if strategy in ("delete", "delete_all"):
-            return [self._delete_threads(threads)]
+            return each([self._delete_threads(threads)])
         keys = [key_of(t) for t in threads]
         finish = self._forgetting(keys)
-        return [Call(operations.prune_keep_latest, (self._st, k), finish, intent=Intent.SNAPSHOT_WRITE) for k in keys]
+        return each(
+            Call(operations.prune_keep_latest, (self._st, k), finish, intent=Intent.SNAPSHOT_WRITE) for k in keys
+        )
 
     def _forgetting(self, thread_keys: Sequence[bytes] | None) -> Callable[[None], None]:
         """Drop these threads' entries (None: all) from the part caches of the process
@@ -570,7 +570,7 @@ class SQLSaver(BaseCheckpointSaver[str], DatabaseClient):
         job = retention.job(self._st, policy, threads, dry_run=dry_run, progress=progress, override=override, veto=veto)
         forget = self._forgetting(None)
         try:
-            return drive(self.db, job)
+            return self._drive(job)
         finally:
             forget(None)
 
@@ -589,7 +589,7 @@ class SQLSaver(BaseCheckpointSaver[str], DatabaseClient):
         job = retention.job(self._st, policy, threads, dry_run=dry_run, progress=progress, override=override, veto=veto)
         forget = self._forgetting(None)
         try:
-            return await adrive(self.db, job)
+            return await self._adrive(job)
         finally:
             forget(None)
 

@@ -102,7 +102,7 @@ class SQLStore(MemoryMethods, Component, BaseStore):
         self._clock = clock
         self._ctx = Context(self.tables, self.db.family, None if self._index is None else self._index.scoring)
         lease = Lease(self.db, self.tables.leases, TTL_LEASE, ttl=TTL_LEASE_SECONDS)
-        self._sweeper = Sweeper("SQLStore", self.sweep_ttl, self.asweep_ttl, lease)
+        self._sweeper = Sweeper("SQLStore", self._sweep, lease)
 
     @classmethod
     def from_conn_string(cls, url: str | URL | None = None, **kwargs: Any) -> SQLStore:

@@ -15,18 +15,20 @@ import concurrent.futures
 import contextlib
 import logging
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
+from typing import Any
 
+from checkpoint_sql.core.calls import Call, Job, adrive, drive
 from checkpoint_sql.core.leases import Lease
 
 logger = logging.getLogger("checkpoint_sql.stores")
 
 
 class Sweeper:
-    def __init__(self, name: str, sweep: Callable[[], int], asweep: Callable[[], Awaitable[int]], lease: Lease) -> None:
+    def __init__(self, name: str, sweep: Callable[[], Call[Any, int]], lease: Lease) -> None:
         self._name = name
         self._sweep = sweep
-        self._asweep = asweep
+        """Makes the call that sweeps once, at each tick (the store reads its clock then)."""
         self.lease = lease
         self.skipped = 0
         """Ticks that found the lease held by another process."""
@@ -48,19 +50,11 @@ class Sweeper:
             try:
                 while not self._stop.wait(interval):
                     try:
-                        if not self.lease.acquire():
-                            self._skip()
-                            continue
-                        hold = 0.0
-                        try:
-                            removed = self._sweep()
-                            hold = interval
-                        finally:
-                            self.lease.release(hold_for=hold)
+                        removed = drive(self.lease.db, self._tick(interval))
                     except Exception:
                         logger.exception("%s: TTL sweep failed; retrying in %s s", self._name, interval)
                     else:
-                        logger.debug("%s: TTL sweep removed %d expired rows", self._name, removed)
+                        self._swept(removed)
             finally:
                 done.set_result(None)
 
@@ -69,9 +63,18 @@ class Sweeper:
         self._thread.start()
         return done
 
-    def _skip(self) -> None:
-        self.skipped += 1
-        logger.debug("%s: TTL sweep skipped: another process holds lease %r", self._name, self.lease.name)
+    def _tick(self, interval: float) -> Job[int | None]:
+        """One sweep, by whichever process holds the lease; a success keeps it for an
+        interval, so the fleet sweeps about once per interval."""
+        return self.lease.holding(self._sweep(), keep_for=interval)
+
+    def _swept(self, removed: int | None) -> None:
+        """Log a tick's outcome: rows removed, or None when another process held the lease."""
+        if removed is None:
+            self.skipped += 1
+            logger.debug("%s: TTL sweep skipped: another process holds lease %r", self._name, self.lease.name)
+        else:
+            logger.debug("%s: TTL sweep removed %d expired rows", self._name, removed)
 
     def stop(self, timeout: float | None = None) -> bool:
         """Stop the thread; whether it ended within `timeout` seconds (True if none ran)."""
@@ -97,19 +100,11 @@ class Sweeper:
                 if wake.is_set():
                     return
                 try:
-                    if not await self.lease.aacquire():
-                        self._skip()
-                        continue
-                    hold = 0.0
-                    try:
-                        removed = await self._asweep()
-                        hold = interval
-                    finally:
-                        await self.lease.arelease(hold_for=hold)
+                    removed = await adrive(self.lease.db, self._tick(interval))
                 except Exception:
                     logger.exception("%s: TTL sweep failed; retrying in %s s", self._name, interval)
                 else:
-                    logger.debug("%s: TTL sweep removed %d expired rows", self._name, removed)
+                    self._swept(removed)
 
         self._task = asyncio.get_running_loop().create_task(loop(), name=f"{self._name}-ttl-sweeper")
         return self._task
