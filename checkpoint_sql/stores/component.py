@@ -13,12 +13,12 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from checkpoint_sql.core import migrate
-from checkpoint_sql.core.calls import Call, DatabaseClient, Target, same
+from checkpoint_sql.core.calls import Call, DatabaseClient, Job, Target, same
 from checkpoint_sql.core.engines import EngineOptions
 from checkpoint_sql.core.intent import Intent
 from checkpoint_sql.stores.tables import StoreTables, store_tables
 
-__all__ = ["Call", "Component", "Intent", "Target", "same"]
+__all__ = ["Call", "Component", "Intent", "Job", "Target", "same"]
 
 
 class Component(DatabaseClient):
