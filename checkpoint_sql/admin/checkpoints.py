@@ -26,6 +26,7 @@ from sqlalchemy.engine import Connection
 from checkpoint_sql.admin import lineage
 from checkpoint_sql.admin.values import jsonable, renderable
 from checkpoint_sql.core.ids import key_of
+from checkpoint_sql.core.intent import Intent
 from checkpoint_sql.errors import InvalidArgumentError, ThreadNotFoundError, UnknownCheckpointError
 from checkpoint_sql.saver.schema import SaverTables
 from checkpoint_sql.saver.sql_saver import SQLSaver
@@ -40,7 +41,7 @@ def _ids(conn: Connection, tables: SaverTables, thread_key: bytes, ns_key: bytes
 def resolve(saver: SQLSaver, thread_id: str, ns: str, given: str | None) -> str:
     """The full id of the checkpoint `given` names (None: the latest) in a thread and
     namespace: an exact id, else a unique prefix or suffix of one."""
-    ids = saver.db.run(_ids, saver.tables, key_of(thread_id), key_of(ns), single=True)
+    ids = saver.db.run(_ids, saver.tables, key_of(thread_id), key_of(ns), intent=Intent.ONE_STATEMENT)
     if not ids:
         where = f" in namespace {ns!r}" if ns else ""
         raise ThreadNotFoundError(f"thread {thread_id!r} has no checkpoints{where}")

@@ -25,12 +25,11 @@ from sqlalchemy.exc import SQLAlchemyError
 from checkpoint_sql.admin import checkpoints, doctor, history, prune, schema_status, thread_stats, threads, transfer
 from checkpoint_sql.admin.langgraph_import import import_langgraph
 from checkpoint_sql.admin.output import Declined, Output
-from checkpoint_sql.core import engines, migrate
+from checkpoint_sql.core import engines
 from checkpoint_sql.core.database import Database
 from checkpoint_sql.core.engines import URL_ENV_VAR, default_sqlite_path
-from checkpoint_sql.core.ids import key_of, thread_id_of
+from checkpoint_sql.core.ids import thread_id_of
 from checkpoint_sql.core.tables import DEFAULT_PREFIX
-from checkpoint_sql.dialects.capabilities import capabilities
 from checkpoint_sql.errors import CheckpointSQLError, ConfigurationError, SchemaNotReadyError, ThreadNotFoundError
 from checkpoint_sql.saver.retention import RetentionReport, parse_duration
 from checkpoint_sql.saver.schema import saver_tables
@@ -190,14 +189,10 @@ def _saver(args: argparse.Namespace, *, create: bool = False) -> SQLSaver:
 
 def _thread(saver: SQLSaver, thread_id: str) -> int:
     """The number of checkpoints of a thread that must exist."""
-    counts = saver.db.run(threads.checkpoint_counts, saver.tables, [key_of(thread_id_of(thread_id))], single=True)
+    counts = threads.checkpoint_counts(saver, [thread_id])
     if not counts:
         raise ThreadNotFoundError(f"no such thread: {thread_id!r}")
     return sum(counts.values())
-
-
-def _snapshot(saver: SQLSaver) -> bool:
-    return capabilities(saver.db.family).reads_need_snapshot
 
 
 # --- subcommands -----------------------------------------------------------------------
@@ -214,9 +209,7 @@ def _threads(args: argparse.Namespace, out: Output) -> int:
     filters = checked_filter(dict(args.filter))
     query = threads.ThreadQuery(filters, args.sort, not args.asc, args.limit, args.offset)
     with _saver(args) as saver:
-        statements = threads.ThreadStatements(saver.tables, saver.db.family, query)
-        params = threads.filter_params(saver.db.family, filters)
-        page = saver.db.run(threads.list_threads, statements, query, params, snapshot=_snapshot(saver))
+        page = threads.page(saver, query)
     out.emit(page.to_json(), page.render)
     return 0
 
@@ -224,9 +217,7 @@ def _threads(args: argparse.Namespace, out: Output) -> int:
 def _history(args: argparse.Namespace, out: Output) -> int:
     with _saver(args) as saver:
         _thread(saver, args.thread)
-        statements = history.HistoryStatements(saver.tables, saver.db.family)
-        rows = saver.db.run(history.load, statements, key_of(args.thread), snapshot=_snapshot(saver))
-        found = history.build(saver.serde, rows)
+        found = history.of_thread(saver, args.thread)
     out.emit(found.to_json(), found.render)
     return 0
 
@@ -254,8 +245,8 @@ def _diff(args: argparse.Namespace, out: Output) -> int:
 def _delete(args: argparse.Namespace, out: Output) -> int:
     wanted = list(dict.fromkeys(thread_id_of(t) for t in args.threads))
     with _saver(args) as saver:
-        counts = saver.db.run(threads.checkpoint_counts, saver.tables, [key_of(t) for t in wanted], single=True)
-        missing = [t for t in wanted if key_of(t) not in counts]
+        counts = threads.checkpoint_counts(saver, wanted)
+        missing = [t for t in wanted if t not in counts]
         if missing:
             raise ThreadNotFoundError(f"no such thread: {', '.join(map(repr, missing))}")
         total = sum(counts.values())
@@ -373,27 +364,21 @@ def _stats(args: argparse.Namespace, out: Output) -> int:
     with _saver(args) as saver:
         if args.thread is not None:
             _thread(saver, args.thread)
-            thread_id = thread_id_of(args.thread)
-            storage = saver.db.run(
-                thread_stats.measure, saver.tables, saver.db.family, thread_id, snapshot=_snapshot(saver)
-            )
+            storage = thread_stats.of_thread(saver, args.thread)
             out.emit(storage.to_json(), storage.render)
             return 0
-        figures = saver.db.run(
-            threads.stats, saver.tables, saver.db.family, saver.db.masked_url, snapshot=_snapshot(saver)
-        )
+        figures = threads.stats(saver)
     out.emit(figures.to_json(), figures.render)
     return 0
 
 
 def _migrate(args: argparse.Namespace, out: Output) -> int:
     with _saver(args, create=not args.show) as saver:
-        target = saver.tables.migrations
         if args.show:
-            status = saver.db.run(schema_status.status, target, single=True)
+            status = schema_status.of_saver(saver)
             out.emit(status.to_json(), lambda: _schema_table(status, saver.db.masked_url))
             return 0
-        before, after = saver.db.run(migrate.upgrade, target, saver.db.family, write=True)
+        before, after = schema_status.upgrade(saver)
     result = {"before": before, "after": after, "changed": before != after}
     message = f"schema at revision {after}" + (f" (was {before or 'empty'})" if before != after else ", up to date")
     out.emit(result, lambda: Text(message))

@@ -21,7 +21,6 @@ from langgraph.types import Command, interrupt
 from rich.console import Console
 
 from checkpoint_sql.admin import history
-from checkpoint_sql.core.ids import key_of
 from checkpoint_sql.saver.sql_saver import SQLSaver
 
 WEATHER = {"paris": "14°C, light rain", "tokyo": "22°C, clear", "oslo": "3°C, snow"}
@@ -138,8 +137,7 @@ def run(url: str | None = None, *, thread_id: str | None = None, console: Consol
         out.print(
             "[bold]5. The thread's lineage[/] as `checkpoint-sql history` shows it: the replay and the fork branch off"
         )
-        rows = saver.db.run(history.load, history.HistoryStatements(saver.tables, saver.db.family), key_of(thread_id))
-        out.print(history.build(saver.serde, rows).render())
+        out.print(history.of_thread(saver, thread_id).render())
         out.print(f"\n   Explore it: checkpoint-sql show {thread_id}  ·  checkpoint-sql prune --keep-last 5 --dry-run")
     return thread_id
 

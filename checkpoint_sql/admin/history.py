@@ -23,11 +23,14 @@ from sqlalchemy import bindparam
 from sqlalchemy.engine import Connection
 
 from checkpoint_sql.admin import lineage
+from checkpoint_sql.core.ids import key_of, thread_id_of
+from checkpoint_sql.core.intent import Intent
 from checkpoint_sql.core.links import Link
 from checkpoint_sql.dialects import Family
 from checkpoint_sql.errors import MissingPartsError
 from checkpoint_sql.saver import codec, operations
 from checkpoint_sql.saver.schema import SaverTables
+from checkpoint_sql.saver.sql_saver import SQLSaver
 from checkpoint_sql.saver.statements import SaverStatements
 
 Row = sa.Row[Any]
@@ -83,9 +86,16 @@ class HistoryRows:
     """The parts of the split pending-Sends values among `triggers`."""
 
 
-def load(conn: Connection, hs: HistoryStatements, thread_key: bytes) -> HistoryRows:
-    """The rows of one thread's history (run as one snapshot read, so the parts the
-    trigger blobs list are all there)."""
+def of_thread(saver: SQLSaver, thread_id: str) -> History:
+    """A thread's history, read in one snapshot (so that the parts its trigger blobs
+    list are all there), then decoded."""
+    statements = HistoryStatements(saver.tables, saver.db.family)
+    rows = saver.db.run(_load, statements, key_of(thread_id_of(thread_id)), intent=Intent.READ_SNAPSHOT)
+    return _build(saver.serde, rows)
+
+
+def _load(conn: Connection, hs: HistoryStatements, thread_key: bytes) -> HistoryRows:
+    """The rows of one thread's history."""
     params = {"tkey": thread_key}
     rows = HistoryRows(
         checkpoints=list(conn.execute(hs.checkpoints, params)),
@@ -132,7 +142,7 @@ class History:
         return Group(*parts, Text(LEGEND, "dim"))
 
 
-def build(serde: SerializerProtocol, rows: HistoryRows) -> History:
+def _build(serde: SerializerProtocol, rows: HistoryRows) -> History:
     """Decode `rows` into one lineage tree per namespace (the root namespace first)."""
     triggers: dict[tuple[bytes, str, str], Row] = {
         (bytes(r.ns_key), r.channel, str(r.version)): r for r in rows.triggers

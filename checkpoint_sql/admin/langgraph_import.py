@@ -44,8 +44,8 @@ from checkpoint_sql.admin.lineage import TASKS
 from checkpoint_sql.core.calls import Progress
 from checkpoint_sql.core.database import Database
 from checkpoint_sql.core.ids import key_of, thread_id_of
+from checkpoint_sql.core.intent import Intent
 from checkpoint_sql.dialects import Family
-from checkpoint_sql.dialects.capabilities import capabilities
 from checkpoint_sql.dialects.columns import canonical_json
 from checkpoint_sql.errors import ConfigurationError, ThreadExistsError, ThreadNotFoundError
 from checkpoint_sql.saver import codec, elements
@@ -177,8 +177,8 @@ def import_langgraph(
     """Copy `thread_ids` (None: all) from the official saver's tables at `source_url`."""
     source = Database(source_url)
     try:
-        layout = source.run(_layout, source.family, single=True)
-        available = source.run(layout.thread_ids, single=True)
+        layout = source.run(_layout, source.family, intent=Intent.ONE_STATEMENT)
+        available = source.run(layout.thread_ids, intent=Intent.ONE_STATEMENT)
         if thread_ids is None:
             wanted = available
         else:
@@ -188,15 +188,14 @@ def import_langgraph(
                 raise ThreadNotFoundError(f"no such thread in {source.masked_url}: {', '.join(map(repr, missing))}")
         report = ImportReport(source.masked_url, layout.name)
         inserts = Inserts(SaverStatements(saver.tables, saver.db.family))
-        snapshot = capabilities(source.family).reads_need_snapshot
         for done, thread_id in enumerate(wanted, start=1):
-            checkpoints, blobs, writes = source.run(layout.read, thread_id, snapshot=snapshot)
+            checkpoints, blobs, writes = source.run(layout.read, thread_id, intent=Intent.READ_SNAPSHOT)
             translate = _from_postgres if layout.blobs is not None else _from_sqlite
             rows = translate(saver.serde, thread_id, checkpoints, blobs, writes)
             # A replaced thread's parts are deleted: the saver must not go on skipping them in puts.
             forget = elements.forgetting([rows.thread_key])
             try:
-                saver.db.run(insert_thread, inserts, rows, replace, write=True)
+                saver.db.run(insert_thread, inserts, rows, replace, intent=Intent.WRITE)
             except ThreadExistsError:
                 report.skipped.append(thread_id)
             else:

@@ -1,5 +1,6 @@
 """Where a database's saver schema stands against the bundled migrations
-(`checkpoint-sql migrate --show`, `doctor`)."""
+(`checkpoint-sql migrate --show`, `doctor`), and bringing it to the head
+(`checkpoint-sql migrate`)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ from alembic.util import CommandError
 from sqlalchemy.engine import Connection
 
 from checkpoint_sql.core import migrate
+from checkpoint_sql.core.intent import Intent
 from checkpoint_sql.core.migrate import MigrationTarget
+from checkpoint_sql.saver.sql_saver import SQLSaver
 
 
 @dataclass
@@ -32,6 +35,17 @@ class SchemaStatus:
             "known": self.known,
             "pending": [{"revision": r, "title": t} for r, t in self.pending],
         }
+
+
+def of_saver(saver: SQLSaver) -> SchemaStatus:
+    """The status of the saver's tables, in one statement."""
+    return saver.db.run(status, saver.tables.migrations, intent=Intent.ONE_STATEMENT)
+
+
+def upgrade(saver: SQLSaver) -> tuple[str | None, str]:
+    """What `SQLSaver.setup` does, telling the revision before and after, for the
+    command to say whether anything changed."""
+    return saver.db.run(migrate.upgrade, saver.tables.migrations, saver.db.family, intent=Intent.WRITE)
 
 
 def status(conn: Connection, target: MigrationTarget) -> SchemaStatus:

@@ -29,11 +29,13 @@ from rich.text import Text
 from sqlalchemy.engine import Connection
 
 from checkpoint_sql.admin.threads import blob_size, human_bytes
-from checkpoint_sql.core.ids import key_of
+from checkpoint_sql.core.ids import key_of, thread_id_of
+from checkpoint_sql.core.intent import Intent
 from checkpoint_sql.dialects import Family
 from checkpoint_sql.dialects.introspection import stored_size
 from checkpoint_sql.saver import codec, elements, operations
 from checkpoint_sql.saver.schema import SaverTables
+from checkpoint_sql.saver.sql_saver import SQLSaver
 
 
 @dataclass
@@ -105,8 +107,12 @@ def _share(channel: dict[str, Any], ns: dict[str, Any]) -> str:
     return f"{100 * channel['bytes'] / ns['bytes']:.0f} %" if ns["bytes"] else ""
 
 
-def measure(conn: Connection, tables: SaverTables, family: Family, thread_id: str) -> ThreadStorage:
+def of_thread(saver: SQLSaver, thread_id: str) -> ThreadStorage:
     """The storage report of one thread (that has checkpoints), in one snapshot read."""
+    return saver.db.run(_measure, saver.tables, saver.db.family, thread_id_of(thread_id), intent=Intent.READ_SNAPSHOT)
+
+
+def _measure(conn: Connection, tables: SaverTables, family: Family, thread_id: str) -> ThreadStorage:
     thread_key = key_of(thread_id)
     cp, bl, wr = tables.checkpoints, tables.blobs, tables.writes
     here = {"tkey": thread_key}

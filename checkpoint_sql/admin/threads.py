@@ -27,10 +27,13 @@ from sqlalchemy.engine import Connection
 
 from checkpoint_sql.admin.output import WholeIds
 from checkpoint_sql.core import migrate
+from checkpoint_sql.core.ids import key_of, thread_id_of
+from checkpoint_sql.core.intent import Intent
 from checkpoint_sql.dialects import Family
 from checkpoint_sql.dialects.introspection import stored_size, table_bytes
 from checkpoint_sql.dialects.metadata_filter import json_member_equals, metadata_tests
 from checkpoint_sql.saver.schema import SaverTables
+from checkpoint_sql.saver.sql_saver import SQLSaver
 
 SORTS = ("last", "first", "checkpoints", "size", "id")
 
@@ -174,14 +177,21 @@ def _sizes(table: sa.Table, size: sa.ColumnElement[Any]) -> sa.Select[Any]:
     return sa.select(table.c.thread_key, sa.func.sum(size).label("bytes")).group_by(table.c.thread_key)
 
 
-def filter_params(family: Family, filters: Mapping[str, Any]) -> dict[str, Any]:
+def page(saver: SQLSaver, query: ThreadQuery) -> ThreadPage:
+    """One page of threads, counted and measured in one snapshot read."""
+    statements = ThreadStatements(saver.tables, saver.db.family, query)
+    params = _filter_params(saver.db.family, query.filters)
+    return saver.db.run(_list_threads, statements, query, params, intent=Intent.READ_SNAPSHOT)
+
+
+def _filter_params(family: Family, filters: Mapping[str, Any]) -> dict[str, Any]:
     params: dict[str, Any] = {}
     for i, (_, locator, value) in enumerate(metadata_tests(family, filters)):
         params[f"fk{i}"], params[f"fv{i}"] = locator, value
     return params
 
 
-def list_threads(conn: Connection, ts: ThreadStatements, query: ThreadQuery, params: dict[str, Any]) -> ThreadPage:
+def _list_threads(conn: Connection, ts: ThreadStatements, query: ThreadQuery, params: dict[str, Any]) -> ThreadPage:
     total = int(conn.execute(ts.count, params).scalar_one())
     rows = [dict(r) for r in conn.execute(ts.page, params).mappings()]
     if query.sort != "size" and rows:
@@ -261,8 +271,12 @@ class Stats:
         return Group(summary, Text(""), tables, Text(""), WholeIds(largest))
 
 
-def stats(conn: Connection, tables: SaverTables, family: Family, url: str) -> Stats:
-    """The figures of `stats`, in one snapshot read."""
+def stats(saver: SQLSaver) -> Stats:
+    """The figures of `checkpoint-sql stats`, in one snapshot read."""
+    return saver.db.run(_stats, saver.tables, saver.db.family, saver.db.masked_url, intent=Intent.READ_SNAPSHOT)
+
+
+def _stats(conn: Connection, tables: SaverTables, family: Family, url: str) -> Stats:
     cp, bl, pa, wr = tables.checkpoints, tables.blobs, tables.parts, tables.writes
     threads = conn.execute(sa.select(sa.func.count(sa.distinct(cp.c.thread_key)))).scalar_one()
     namespaces = conn.execute(
@@ -317,8 +331,15 @@ def stats(conn: Connection, tables: SaverTables, family: Family, url: str) -> St
     )
 
 
-def checkpoint_counts(conn: Connection, tables: SaverTables, thread_keys: Sequence[bytes]) -> dict[bytes, int]:
-    """How many checkpoints each of `thread_keys` has (threads with none are absent)."""
+def checkpoint_counts(saver: SQLSaver, thread_ids: Sequence[str]) -> dict[str, int]:
+    """How many checkpoints each of `thread_ids` has (threads with none are absent),
+    in one statement."""
+    ids = {key_of(thread_id_of(t)): t for t in thread_ids}
+    counts = saver.db.run(_checkpoint_counts, saver.tables, list(ids), intent=Intent.ONE_STATEMENT)
+    return {ids[k]: n for k, n in counts.items()}
+
+
+def _checkpoint_counts(conn: Connection, tables: SaverTables, thread_keys: Sequence[bytes]) -> dict[bytes, int]:
     cp = tables.checkpoints
     query = (
         sa.select(cp.c.thread_key, sa.func.count().label("checkpoints"))

@@ -53,9 +53,9 @@ from sqlalchemy import bindparam
 from sqlalchemy.engine import Connection
 
 from checkpoint_sql.admin.bulk import Inserts, ThreadRows, insert_thread
-from checkpoint_sql.core.calls import Progress
+from checkpoint_sql.core.calls import Call, Job, Progress, drive
 from checkpoint_sql.core.ids import checkpoint_id_of, key_of, thread_id_of
-from checkpoint_sql.dialects.capabilities import capabilities
+from checkpoint_sql.core.intent import Intent
 from checkpoint_sql.dialects.columns import canonical_json
 from checkpoint_sql.errors import InvalidArgumentError, MissingPartsError, ThreadNotFoundError
 from checkpoint_sql.saver import codec, elements
@@ -117,6 +117,9 @@ class ExportStatements:
         self.writes = sa.select(*(c for c in wr.c if c.name != "thread_key")).where(wr.c.thread_key == here)
         self.parts = sa.select(pa.c.ns_key, pa.c.digest, pa.c.data).where(pa.c.thread_key == here)
         self.all_threads = sa.select(cp.c.thread_id).distinct().order_by(cp.c.thread_id)
+        self.existing = (
+            sa.select(cp.c.thread_key).where(cp.c.thread_key.in_(bindparam("keys", expanding=True))).distinct()
+        )
 
 
 # --- export ---------------------------------------------------------------------------
@@ -125,21 +128,30 @@ class ExportStatements:
 def export_threads(
     saver: SQLSaver, thread_ids: Sequence[str] | None, out: IO[bytes], progress: Progress | None = None
 ) -> Counts:
-    """Write `thread_ids` (None: every thread) to `out`, one read transaction per
+    """Write `thread_ids` (None: every thread) to `out`, one snapshot read per
     thread. Unknown threads are refused before anything is written."""
+    return drive(saver.db, _export(saver, thread_ids, out, progress))
+
+
+def _export(
+    saver: SQLSaver, thread_ids: Sequence[str] | None, out: IO[bytes], progress: Progress | None
+) -> Job[Counts]:
     es = ExportStatements(saver.tables)
     if thread_ids is None:
-        thread_ids = saver.db.run(lambda conn: list(conn.execute(es.all_threads).scalars()), single=True)
+        thread_ids = yield Call(_all_threads, (es,), intent=Intent.ONE_STATEMENT)
     else:
         thread_ids = list(dict.fromkeys(thread_id_of(t) for t in thread_ids))
-        _require(saver, thread_ids)
+        keys = [key_of(t) for t in thread_ids]
+        found = yield Call(_existing, (es, keys), intent=Intent.ONE_STATEMENT)
+        missing = [t for t, k in zip(thread_ids, keys, strict=True) if k not in found]
+        if missing:
+            raise ThreadNotFoundError(f"no such thread: {', '.join(repr(t) for t in missing)}")
     packer = msgpack.Packer(use_bin_type=True)
     header = {"format": FORMAT, "version": VERSION, "created": datetime.now(timezone.utc).isoformat()}
     out.write(packer.pack({**header, "source": saver.db.family}))
     counts = Counts()
-    snapshot = capabilities(saver.db.family).reads_need_snapshot
     for done, thread_id in enumerate(thread_ids, start=1):
-        rows, skipped = saver.db.run(_read_thread, es, thread_id, snapshot=snapshot)
+        rows, skipped = yield Call(_read_thread, (es, thread_id), intent=Intent.READ_SNAPSHOT)
         counts.add(rows)
         counts.skipped += skipped
         for record in _records(rows):
@@ -151,14 +163,12 @@ def export_threads(
     return counts
 
 
-def _require(saver: SQLSaver, thread_ids: Sequence[str]) -> None:
-    cp = saver.tables.checkpoints
-    query = sa.select(cp.c.thread_key).where(cp.c.thread_key.in_(bindparam("keys", expanding=True))).distinct()
-    keys = [key_of(t) for t in thread_ids]
-    found = saver.db.run(lambda conn: {bytes(k) for k in conn.execute(query, {"keys": keys}).scalars()}, single=True)
-    missing = [t for t, k in zip(thread_ids, keys, strict=True) if k not in found]
-    if missing:
-        raise ThreadNotFoundError(f"no such thread: {', '.join(repr(t) for t in missing)}")
+def _all_threads(conn: Connection, es: ExportStatements) -> list[str]:
+    return list(conn.execute(es.all_threads).scalars())
+
+
+def _existing(conn: Connection, es: ExportStatements, thread_keys: Sequence[bytes]) -> set[bytes]:
+    return {bytes(k) for k in conn.execute(es.existing, {"keys": list(thread_keys)}).scalars()}
 
 
 def _read_thread(conn: Connection, es: ExportStatements, thread_id: str) -> tuple[ThreadRows, int]:
@@ -303,14 +313,16 @@ def import_threads(
     a refused thread or a missing trailer stay imported; the error says where the
     file went wrong.
     """
-    records = _Reader(source)
+    return drive(saver.db, _import(saver, _Reader(source), replace, progress))
+
+
+def _import(saver: SQLSaver, records: _Reader, replace: bool, progress: Progress | None) -> Job[Counts]:
     inserts = Inserts(SaverStatements(saver.tables, saver.db.family))
     counts = Counts()
     for rows in records.threads():
         # A replaced thread's parts are deleted: the saver must not go on skipping them in puts.
         forget = elements.forgetting([rows.thread_key])
-        saver.db.run(insert_thread, inserts, rows, replace, write=True)
-        forget(None)
+        yield Call(insert_thread, (inserts, rows, replace), forget, intent=Intent.WRITE)
         counts.add(rows)
         if progress is not None:
             progress(counts.threads, 0)

@@ -2,11 +2,16 @@
 
 A public method of the saver or of a store validates and serializes its input, then
 describes its transaction as a `Call`: the operation (a function of a sync
-`Connection`), its arguments, the transaction it needs, and what to make of the
+`Connection`), its arguments, the transaction's `Intent`, and what to make of the
 result. `DatabaseClient._run` runs the call on the sync engine and `_arun` on the
-async one, so each method pair is two one-liners around logic written once. Work that
-takes several transactions (retention, one per thread) is a *job*: a generator that
-yields calls and is sent back their results, driven by `drive` or `adrive`.
+async one, so each method pair is two one-liners around logic written once.
+
+Work that takes several transactions (pruning, retention, an export or an import,
+one transaction per thread; a sweep under a lease) is a *job*: a generator that yields
+calls and is sent back their results, driven by `drive` or `adrive`
+(`DatabaseClient._drive`, `_adrive`). What happens between two transactions (a
+callback, a progress report, writing a record out) is plain code in the generator,
+written once for both.
 
 `DatabaseClient` is also where the saver, the stores and `Storage` decide who disposes
 the engines: whoever built the `Database` from a URL or engines, never a borrower.
@@ -14,7 +19,7 @@ the engines: whoever built the `Database` from a URL or engines, never a borrowe
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Iterable
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Generic, TypeVar
@@ -24,6 +29,7 @@ from typing_extensions import Self
 
 from checkpoint_sql.core.database import Database, Source
 from checkpoint_sql.core.engines import EngineOptions
+from checkpoint_sql.core.intent import Intent
 
 R = TypeVar("R")
 T = TypeVar("T")
@@ -44,58 +50,67 @@ class Call(Generic[R, T]):
     op: Callable[..., R]
     args: tuple[Any, ...]
     finish: Callable[[R], T] = same  # type: ignore[assignment]
-    write: bool = False
-    snapshot: bool = False
-    single: bool = False
-    """The operation is one statement: no BEGIN/COMMIT around it."""
-    group: bool = False
-    """It may share a commit with concurrent writes (SQLite group commit)."""
+    intent: Intent = Intent.READ
     raw: bool = False
-    """The operation takes a DBAPI `Link` (the hot path), not a `Connection`."""
+    """The operation takes a DBAPI `Link` (the hot path), not a `Connection`: a fact
+    about its signature, not its transaction, so it stays apart from `intent`."""
 
     def on(self, db: Database) -> T:
-        return self.finish(db.run(self.op, *self.args, **self._transaction()))
+        return self.finish(db.run(self.op, *self.args, intent=self.intent, raw=self.raw))
 
     async def aon(self, db: Database) -> T:
-        return self.finish(await db.arun(self.op, *self.args, **self._transaction()))
-
-    def _transaction(self) -> dict[str, bool]:
-        return {
-            "write": self.write,
-            "snapshot": self.snapshot,
-            "single": self.single,
-            "group": self.group,
-            "raw": self.raw,
-        }
+        return self.finish(await db.arun(self.op, *self.args, intent=self.intent, raw=self.raw))
 
 
 Job = Generator[Call[Any, Any], Any, R]
 """Work of several transactions: yields each call, is sent its result, returns R."""
+
+
+def each(calls: Iterable[Call[Any, Any]]) -> Job[None]:
+    """A job of calls that need nothing from each other's results, run in order."""
+    # Not `yield from`: it would pass each result sent back on to `calls`.
+    for call in calls:  # noqa: UP028
+        yield call
+
 
 Progress = Callable[[int, int], None]
 """What a job reports after each unit (a thread): (done, total; 0 if unknown)."""
 
 
 def drive(db: Database, job: Job[R]) -> R:
-    """Run `job` to completion on the sync engine and return its result."""
+    """Run `job` to completion on the sync engine and return its result.
+
+    A call that fails raises inside the job, where it yielded, so that a job cleans up
+    after a failed transaction (gives a lease back) with try/finally, as any code would.
+    """
     try:
         call = next(job)
         while True:
-            call = job.send(call.on(db))
+            try:
+                result = call.on(db)
+            except BaseException as exc:
+                call = job.throw(exc)
+            else:
+                call = job.send(result)
     except StopIteration as done:
-        result: R = done.value
-        return result
+        finished: R = done.value
+        return finished
 
 
 async def adrive(db: Database, job: Job[R]) -> R:
-    """Run `job` to completion on the async engine and return its result."""
+    """Run `job` to completion on the async engine and return its result (see `drive`)."""
     try:
         call = next(job)
         while True:
-            call = job.send(await call.aon(db))
+            try:
+                result = await call.aon(db)
+            except BaseException as exc:
+                call = job.throw(exc)
+            else:
+                call = job.send(result)
     except StopIteration as done:
-        result: R = done.value
-        return result
+        finished: R = done.value
+        return finished
 
 
 class DatabaseClient:
@@ -123,6 +138,12 @@ class DatabaseClient:
 
     async def _arun(self, call: Call[Any, T]) -> T:
         return await call.aon(self.db)
+
+    def _drive(self, job: Job[R]) -> R:
+        return drive(self.db, job)
+
+    async def _adrive(self, job: Job[R]) -> R:
+        return await adrive(self.db, job)
 
     def close(self) -> None:
         """Dispose the engines this object created (engines or a `Database` passed in

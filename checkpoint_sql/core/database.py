@@ -7,10 +7,11 @@ function inside SQLAlchemy's greenlet bridge, so every operation is written once
 the async path never touches a thread pool. No lock of our own serialises callers:
 the pool does the sharing.
 
-Connections run in autocommit, and each call is one transaction: an operation that is
-a single statement runs bare (the statement is its own transaction, and costs no
-BEGIN/COMMIT round trips); any other runs between an explicit BEGIN and COMMIT
-(``BEGIN IMMEDIATE`` for SQLite writers), rolled back on error.
+Connections run in autocommit, and each call is one transaction, of the `Intent` its
+caller names: an operation that is a single statement runs bare (the statement is its
+own transaction, and costs no BEGIN/COMMIT round trips); any other runs between an
+explicit BEGIN and COMMIT (``BEGIN IMMEDIATE`` for SQLite writers), rolled back on
+error.
 
 The saver and the companion stores share one `Database`, hence one pool per engine.
 """
@@ -29,6 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.util import greenlet_spawn
 
 from checkpoint_sql.core import engines, group_commit
+from checkpoint_sql.core.intent import Intent
 from checkpoint_sql.core.links import HeldConnections, Link
 from checkpoint_sql.dialects import Family
 from checkpoint_sql.dialects.capabilities import family_of
@@ -146,45 +148,25 @@ class Database:
 
     # --- running operations ---------------------------------------------------------
 
-    def run(
-        self,
-        op: Callable[..., T],
-        *args: Any,
-        write: bool = False,
-        snapshot: bool = False,
-        single: bool = False,
-        group: bool = False,
-        raw: bool = False,
-    ) -> T:
-        """Run `op(conn, *args)` as one transaction on the sync engine.
+    def run(self, op: Callable[..., T], *args: Any, intent: Intent = Intent.READ, raw: bool = False) -> T:
+        """Run `op(conn, *args)` as one transaction of `intent` on the sync engine.
 
-        `single`: the operation is one statement and needs no BEGIN/COMMIT. `write`:
-        it modifies rows. `snapshot`: it needs one consistent view across statements.
-        `group`: on SQLite it may share a commit with concurrent writes of this process
-        (see `group_commit`); other writes there still queue, one transaction each.
-        `raw`: it is a hot-path operation taking a DBAPI `Link` instead of a
-        `Connection`; on an engine of ours it runs straight on a pooled DBAPI
-        connection, with no `Connection` built around it.
+        `raw` is not about the transaction but about `op`'s signature: it is a hot-path
+        operation taking a DBAPI `Link` instead of a `Connection`; on an engine of ours
+        it runs straight on a pooled DBAPI connection, with no `Connection` built
+        around it.
         """
-        mode = _mode(write, snapshot, single)
-        if self._writes is not None and mode in ("write", "snapshot"):
-            return self._writes.run(group_commit.Write(op, args, alone=not group, raw=raw), self._commit_batch)  # type: ignore[no-any-return]
+        if self._writes is not None and intent.writes:
+            queued = group_commit.Write(op, args, alone=intent is not Intent.GROUPED_WRITE, raw=raw)
+            return self._writes.run(queued, self._commit_batch)  # type: ignore[no-any-return]
+        mode = intent.mode(self.family)
         engine = self.sync_engine
         if raw and not self._borrowed(engine):
             return self._on_link(engine, op, args, mode)
         with self._connect() as conn:
             return self._transaction(conn, op, args, mode, raw)
 
-    async def arun(
-        self,
-        op: Callable[..., T],
-        *args: Any,
-        write: bool = False,
-        snapshot: bool = False,
-        single: bool = False,
-        group: bool = False,
-        raw: bool = False,
-    ) -> T:
+    async def arun(self, op: Callable[..., T], *args: Any, intent: Intent = Intent.READ, raw: bool = False) -> T:
         """Run the same `op(conn, *args)` as one transaction on the async engine.
 
         PostgreSQL and MySQL: the sync function runs inside one SQLAlchemy greenlet
@@ -200,12 +182,12 @@ class Database:
         commit queue on a future, not in a thread, so many concurrent writers do not
         exhaust the executor; only the batch's leader takes a thread.
         """
-        mode = _mode(write, snapshot, single)
         if self._writes is not None:
-            if mode in ("write", "snapshot"):
-                queued = group_commit.Write(op, args, alone=not group, raw=raw)
+            if intent.writes:
+                queued = group_commit.Write(op, args, alone=intent is not Intent.GROUPED_WRITE, raw=raw)
                 return await self._writes.arun(queued, self._acommit_batch)  # type: ignore[no-any-return]
-            return await asyncio.to_thread(self.run, op, *args, snapshot=snapshot, single=single, raw=raw)
+            return await asyncio.to_thread(self.run, op, *args, intent=intent, raw=raw)
+        mode = intent.mode(self.family)
         engine = self.async_engine
         if raw and not self._borrowed(engine.sync_engine):
             return await greenlet_spawn(self._on_link, engine.sync_engine, op, args, mode)
@@ -362,9 +344,3 @@ def _sqlite_write_queue(url: URL) -> group_commit.GroupCommit:
     key = database if "mode" in url.query else os.path.realpath(database)
     with _SQLITE_QUEUES_GUARD:
         return _SQLITE_QUEUES.setdefault(key, group_commit.GroupCommit())
-
-
-def _mode(write: bool, snapshot: bool, single: bool) -> Mode | None:
-    if single:
-        return None
-    return "snapshot" if snapshot else "write" if write else "read"

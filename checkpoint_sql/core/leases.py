@@ -19,17 +19,21 @@ from __future__ import annotations
 import os
 import socket
 import uuid
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from checkpoint_sql.core.calls import Call
+from checkpoint_sql.core.calls import Call, Job
 from checkpoint_sql.core.database import Database
+from checkpoint_sql.core.intent import Intent
 from checkpoint_sql.core.tables import LEASE_HOLDER_MAX as HOLDER_MAX
 from checkpoint_sql.core.tables import LEASE_NAME_MAX as NAME_MAX
 from checkpoint_sql.dialects import Family
 from checkpoint_sql.dialects.statements import insert_ignoring_duplicates, server_now_us
 from checkpoint_sql.errors import ConfigurationError
+
+T = TypeVar("T")
 
 
 def default_holder() -> str:
@@ -62,15 +66,32 @@ class Lease:
     # --- the calls ------------------------------------------------------------------------
 
     def _acquire(self) -> Call[bool, bool]:
-        return Call(_acquire, (self.table, self.db.family, self.name, self.holder, _us(self.ttl)), write=True)
+        return Call(_acquire, (self.table, self.db.family, self.name, self.holder, _us(self.ttl)), intent=Intent.WRITE)
 
     def _renew(self) -> Call[bool, bool]:
-        return Call(_extend, (self.table, self.db.family, self.name, self.holder, _us(self.ttl)), write=True)
+        return Call(_extend, (self.table, self.db.family, self.name, self.holder, _us(self.ttl)), intent=Intent.WRITE)
 
     def _release(self, hold_for: float) -> Call[bool, bool]:
         if hold_for < 0:
             raise ConfigurationError(f"lease {self.name!r}: hold_for must be >= 0, not {hold_for!r}")
-        return Call(_extend, (self.table, self.db.family, self.name, self.holder, _us(hold_for)), write=True)
+        return Call(_extend, (self.table, self.db.family, self.name, self.holder, _us(hold_for)), intent=Intent.WRITE)
+
+    # --- work under the lease -------------------------------------------------------------
+
+    def holding(self, work: Call[Any, T], *, keep_for: float) -> Job[T | None]:
+        """`work`, run only by the holder: take the lease (None, and `work` not run, if
+        another process holds it), run `work`, then release the lease, kept `keep_for`
+        seconds after a success so that the others skip their turn, freed at once after
+        a failure so that another process may try. A job: `drive` or `adrive` it."""
+        if not (yield self._acquire()):
+            return None
+        hold = 0.0
+        try:
+            done: T = yield work
+            hold = keep_for
+        finally:
+            yield self._release(hold)
+        return done
 
     # --- sync -----------------------------------------------------------------------------
 

@@ -39,6 +39,7 @@ from sqlalchemy.engine import Connection
 from checkpoint_sql.core import bounds
 from checkpoint_sql.core.calls import Call, Job, Progress
 from checkpoint_sql.core.ids import key_of, thread_id_of
+from checkpoint_sql.core.intent import Intent
 from checkpoint_sql.errors import InvalidArgumentError
 from checkpoint_sql.saver import codec, operations
 from checkpoint_sql.saver.schema import SaverTables
@@ -285,13 +286,13 @@ def job(
     if threads is not None:
         keys = list(dict.fromkeys(key_of(thread_id_of(t)) for t in threads))
     elif override is not None:
-        keys = yield Call(_every_thread, (rs,), single=True)
+        keys = yield Call(_every_thread, (rs,), intent=Intent.ONE_STATEMENT)
     else:
-        keys = yield Call(_candidates, (rs, policy, _us(cutoff)), single=True)
+        keys = yield Call(_candidates, (rs, policy, _us(cutoff)), intent=Intent.ONE_STATEMENT)
     for done, thread_key in enumerate(sorted(keys), start=1):
         chosen: RetentionPolicy | Exempt | None = policy
         if override is not None:
-            latest = yield Call(_latest_metadata, (rs, thread_key), single=True)
+            latest = yield Call(_latest_metadata, (rs, thread_key), intent=Intent.ONE_STATEMENT)
             chosen = None if latest is None else _checked(override(*latest), latest[0]) or policy
             if isinstance(chosen, Exempt):
                 report.exempt.append(latest[0])
@@ -310,8 +311,7 @@ def job(
                 outcomes = yield Call(
                     _retain_thread,
                     (st, rs, thread_key, *limits, dry_run, approved),
-                    write=not dry_run,
-                    snapshot=not dry_run,
+                    intent=Intent.READ if dry_run else Intent.SNAPSHOT_WRITE,
                 )
                 report.namespaces.extend(outcomes)
         report.threads_examined = done

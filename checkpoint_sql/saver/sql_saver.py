@@ -28,10 +28,11 @@ from sqlalchemy.engine import URL, Engine
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from checkpoint_sql.core import bounds, migrate
-from checkpoint_sql.core.calls import Call, DatabaseClient, Progress, adrive, drive, same
+from checkpoint_sql.core.calls import Call, DatabaseClient, Job, Progress, each, same
 from checkpoint_sql.core.database import Database
 from checkpoint_sql.core.engines import EngineOptions
 from checkpoint_sql.core.ids import address_of, key_of, thread_id_of
+from checkpoint_sql.core.intent import Intent
 from checkpoint_sql.core.tables import DEFAULT_PREFIX
 from checkpoint_sql.dialects.capabilities import capabilities
 from checkpoint_sql.dialects.metadata_filter import metadata_tests
@@ -123,7 +124,7 @@ class SQLSaver(BaseCheckpointSaver[str], DatabaseClient):
         await self._arun(self._setup())
 
     def _setup(self) -> Call[Any, None]:
-        return Call(migrate.upgrade, (self.tables.migrations, self.db.family), lambda _: None, write=True)
+        return Call(migrate.upgrade, (self.tables.migrations, self.db.family), lambda _: None, intent=Intent.WRITE)
 
     # --- reading ----------------------------------------------------------------------
 
@@ -153,7 +154,9 @@ class SQLSaver(BaseCheckpointSaver[str], DatabaseClient):
             tuples = codec.checkpoint_tuples(self.serde, loaded)
             return tuples[0] if tuples else None
 
-        return Call(operations.read, (self._st, statement, params, self._parts), first, single=True, raw=True)
+        return Call(
+            operations.read, (self._st, statement, params, self._parts), first, intent=Intent.ONE_STATEMENT, raw=True
+        )
 
     def list(
         self,
@@ -226,7 +229,9 @@ class SQLSaver(BaseCheckpointSaver[str], DatabaseClient):
             return tuples, cursor
 
         page = self._st.list_page(shape)
-        return Call(operations.read, (self._st, page, params, self._parts), finish, single=True, raw=True)
+        return Call(
+            operations.read, (self._st, page, params, self._parts), finish, intent=Intent.ONE_STATEMENT, raw=True
+        )
 
     def _list_plan(
         self,
@@ -384,7 +389,8 @@ class SQLSaver(BaseCheckpointSaver[str], DatabaseClient):
         keep_first, overwrite = list(writes.keep_first.values()), list(writes.overwrite.values())
         plan = self._st.put_plan(checkpoint, blobs, parts, keep_first, overwrite)
         single = len(plan) == 1 and capabilities(self.db.family).lone_writes_are_atomic
-        return Call(operations.write, (plan,), finish, write=True, single=single, group=True, raw=True)
+        intent = Intent.ONE_STATEMENT if single else Intent.GROUPED_WRITE
+        return Call(operations.write, (plan,), finish, intent=intent, raw=True)
 
     # --- deleting and copying ---------------------------------------------------------
 
@@ -408,7 +414,7 @@ class SQLSaver(BaseCheckpointSaver[str], DatabaseClient):
         # none of them (PostgreSQL), or wait for the delete (MySQL's locking reads), so
         # that its checkpoint goes whole or stays whole, never without its blobs.
         finish = elements.forgetting(keys)
-        return Call(operations.delete_threads, (self._st, keys), finish, write=True, snapshot=True)
+        return Call(operations.delete_threads, (self._st, keys), finish, intent=Intent.SNAPSHOT_WRITE)
 
     def delete_for_runs(self, run_ids: Sequence[str]) -> None:
         """Delete the checkpoints whose metadata ``run_id`` is one of `run_ids`, their
@@ -424,7 +430,9 @@ class SQLSaver(BaseCheckpointSaver[str], DatabaseClient):
         ids = _strings(run_ids, "delete_for_runs: run_ids")
         if not ids:
             return None
-        return Call(operations.delete_for_runs, (self._st, ids), elements.forgetting(None), write=True, snapshot=True)
+        return Call(
+            operations.delete_for_runs, (self._st, ids), elements.forgetting(None), intent=Intent.SNAPSHOT_WRITE
+        )
 
     def copy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
         """Copy a whole thread (every namespace, checkpoint, blob and write, same ids)
@@ -443,30 +451,30 @@ class SQLSaver(BaseCheckpointSaver[str], DatabaseClient):
         # snapshot: a put on the source committing between the copy's statements must
         # reach the copy whole (PostgreSQL: not at all; MySQL: it waits), not as blobs
         # and parts without their checkpoint.
-        return Call(operations.copy_thread, (self._st, source, target), same, write=True, snapshot=True)
+        return Call(operations.copy_thread, (self._st, source, target), same, intent=Intent.SNAPSHOT_WRITE)
 
     def prune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
         """``"keep_latest"``: keep each namespace's latest checkpoint (and, for delta
         channels, the ancestors their value is rebuilt from); ``"delete"`` (or
         ``"delete_all"``): delete the threads. One transaction per thread."""
-        for call in self._prune(thread_ids, strategy):
-            self._run(call)
+        self._drive(self._prune(thread_ids, strategy))
 
     async def aprune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
-        for call in self._prune(thread_ids, strategy):
-            await self._arun(call)
+        await self._adrive(self._prune(thread_ids, strategy))
 
-    def _prune(self, thread_ids: Sequence[str], strategy: str) -> Sequence[Call[None, None]]:
+    def _prune(self, thread_ids: Sequence[str], strategy: str) -> Job[None]:
         if strategy not in PRUNE_STRATEGIES:
             raise InvalidArgumentError(f"prune: unknown strategy {strategy!r}; use one of {PRUNE_STRATEGIES}")
         threads = [thread_id_of(t) for t in _strings(thread_ids, "prune: thread_ids", allow_ints=True)]
         if not threads:
-            return []
+            return each([])
         if strategy in ("delete", "delete_all"):
-            return [self._delete_threads(threads)]
+            return each([self._delete_threads(threads)])
         keys = [key_of(t) for t in threads]
         finish = elements.forgetting(keys)
-        return [Call(operations.prune_keep_latest, (self._st, k), finish, write=True, snapshot=True) for k in keys]
+        return each(
+            Call(operations.prune_keep_latest, (self._st, k), finish, intent=Intent.SNAPSHOT_WRITE) for k in keys
+        )
 
     # --- delta channels ------------------------------------------------------------------
 
@@ -535,7 +543,7 @@ class SQLSaver(BaseCheckpointSaver[str], DatabaseClient):
         job = retention.job(self._st, policy, threads, dry_run=dry_run, progress=progress, override=override, veto=veto)
         forget = elements.forgetting(None)
         try:
-            return drive(self.db, job)
+            return self._drive(job)
         finally:
             forget(None)
 
@@ -554,7 +562,7 @@ class SQLSaver(BaseCheckpointSaver[str], DatabaseClient):
         job = retention.job(self._st, policy, threads, dry_run=dry_run, progress=progress, override=override, veto=veto)
         forget = elements.forgetting(None)
         try:
-            return await adrive(self.db, job)
+            return await self._adrive(job)
         finally:
             forget(None)
 

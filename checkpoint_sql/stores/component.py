@@ -13,11 +13,12 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from checkpoint_sql.core import migrate
-from checkpoint_sql.core.calls import Call, DatabaseClient, Target, same
+from checkpoint_sql.core.calls import Call, DatabaseClient, Job, Target, same
 from checkpoint_sql.core.engines import EngineOptions
+from checkpoint_sql.core.intent import Intent
 from checkpoint_sql.stores.tables import StoreTables, store_tables
 
-__all__ = ["Call", "Component", "Target", "same"]
+__all__ = ["Call", "Component", "Intent", "Job", "Target", "same"]
 
 
 class Component(DatabaseClient):
@@ -51,4 +52,4 @@ class Component(DatabaseClient):
         await self._arun(self._setup())
 
     def _setup(self) -> Call[Any, None]:
-        return Call(migrate.upgrade, (self.tables.migrations, self.db.family), lambda _: None, write=True)
+        return Call(migrate.upgrade, (self.tables.migrations, self.db.family), lambda _: None, intent=Intent.WRITE)

@@ -18,7 +18,7 @@ from langgraph.store.base import Result, SearchItem
 from checkpoint_sql.errors import InvalidArgumentError
 from checkpoint_sql.stores import namespaces, store_ops
 from checkpoint_sql.stores.checks import Clock, count_arg, json_value, preview, text_arg
-from checkpoint_sql.stores.component import Call
+from checkpoint_sql.stores.component import Call, Intent
 from checkpoint_sql.stores.store_ops import Batch, Context, Put, Search
 
 ROOT = "memories"
@@ -144,7 +144,7 @@ class MemoryMethods:
 
     def _clear(self, app_name: str, user_id: str) -> Call[int, int]:
         namespace = _namespace(app_name, user_id)
-        return Call(store_ops.delete_namespace, (self._ctx, namespace), int, write=True)
+        return Call(store_ops.delete_namespace, (self._ctx, namespace), int, intent=Intent.WRITE)
 
     def read_memories(self, app_name: str, user_id: str, limit: int = 100) -> list[MemoryEntry]:
         """A user's memories, most recently updated first, at most `limit`."""

@@ -24,7 +24,7 @@ from checkpoint_sql.dialects.transactions import read_only_sql, read_only_url
 from checkpoint_sql.errors import InvalidArgumentError, ReadOnlyError
 from checkpoint_sql.stores import session_ops, transcript
 from checkpoint_sql.stores.checks import Clock, count_arg, json_value, key_of_parts, text_arg, time_arg, utc_now
-from checkpoint_sql.stores.component import Call, Component, Target, same
+from checkpoint_sql.stores.component import Call, Component, Intent, Target, same
 from checkpoint_sql.stores.session_models import (
     PurgeResult,
     Session,
@@ -107,11 +107,13 @@ class SessionStore(Component):
 
     # --- plumbing -------------------------------------------------------------------------
 
-    def _call(self, op: Any, args: tuple[Any, ...], finish: Any = same, *, write: bool = False) -> Call[Any, Any]:
+    def _call(
+        self, op: Any, args: tuple[Any, ...], finish: Any = same, *, intent: Intent = Intent.READ
+    ) -> Call[Any, Any]:
         sql = read_only_sql(self.db.family)
         if self.read_only and sql is not None:
             return Call(_read_only, (sql, op, *args), finish)
-        return Call(op, args, finish, write=write)
+        return Call(op, args, finish, intent=intent)
 
     def _writable(self, method: str) -> None:
         if self.read_only:
@@ -145,7 +147,7 @@ class SessionStore(Component):
         keys = _keys(app_name, user_id, uuid.uuid4().hex if session_id is None else session_id)
         scoped = split_state(state, "create_session: state")
         args = (self.tables, self.db.family, keys, scoped, self._clock())
-        return self._call(session_ops.create_session, args, write=True)
+        return self._call(session_ops.create_session, args, intent=Intent.WRITE)
 
     def get_session(
         self,
@@ -204,7 +206,7 @@ class SessionStore(Component):
     def _delete(self, app_name: str, user_id: str, session_id: str) -> Call[bool, bool]:
         self._writable("delete_session")
         keys = _keys(app_name, user_id, session_id)
-        return self._call(session_ops.delete_session, (self.tables, keys.session_key), write=True)
+        return self._call(session_ops.delete_session, (self.tables, keys.session_key), intent=Intent.WRITE)
 
     # --- events ---------------------------------------------------------------------------
 
@@ -251,7 +253,7 @@ class SessionStore(Component):
             self.event_limit,
             self._clock(),
         )
-        return self._call(session_ops.append_event, args, write=True), stored
+        return self._call(session_ops.append_event, args, intent=Intent.WRITE), stored
 
     def _finish_append(self, session: Session, stored: SessionEvent, result: tuple[int, datetime]) -> None:
         stored.seq, stored.timestamp = result
@@ -407,7 +409,7 @@ class SessionStore(Component):
             "created_at": now,
             "updated_at": now,
         }
-        return self._call(session_ops.record_usage, (self.tables, self.db.family, keys, row), write=True)
+        return self._call(session_ops.record_usage, (self.tables, self.db.family, keys, row), intent=Intent.WRITE)
 
     def usage(self, *, app_name: str, user_id: str, session_id: str) -> list[TurnUsage]:
         """Token usage per turn, in the order turns were first recorded."""
@@ -461,7 +463,7 @@ class SessionStore(Component):
             "topics": json_value([text_arg(t, "topic") for t in topics], "topics"),
             "updated_at": self._clock(),
         }
-        return self._call(session_ops.put_summary, (self.tables, self.db.family, keys, row), write=True)
+        return self._call(session_ops.put_summary, (self.tables, self.db.family, keys, row), intent=Intent.WRITE)
 
     def get_summary(
         self, *, app_name: str, user_id: str, session_id: str, filter_key: str = ""
@@ -505,4 +507,4 @@ class SessionStore(Component):
 
     def _purge(self, cutoff: datetime) -> Call[PurgeResult, PurgeResult]:
         self._writable("purge_older_than")
-        return self._call(session_ops.purge, (self.tables, time_arg(cutoff, "cutoff")), write=True)
+        return self._call(session_ops.purge, (self.tables, time_arg(cutoff, "cutoff")), intent=Intent.WRITE)

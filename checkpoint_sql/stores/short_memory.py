@@ -20,7 +20,7 @@ from checkpoint_sql.core.tables import DEFAULT_PREFIX
 from checkpoint_sql.dialects import Family
 from checkpoint_sql.dialects.statements import upsert
 from checkpoint_sql.stores.checks import Clock, json_value, key_of_parts, seconds_arg, text_arg, utc_now
-from checkpoint_sql.stores.component import Call, Component, Target, same
+from checkpoint_sql.stores.component import Call, Component, Intent, Target, same
 from checkpoint_sql.stores.tables import StoreTables
 
 _MISSING = object()
@@ -119,7 +119,7 @@ class ShortMemoryStore(Component):
             "value": json_value(value, f"short memory value for ({memory_type!r}, {key!r})"),
             "expires_at": self._clock() + timedelta(seconds=seconds_arg(ttl, "ttl")),
         }
-        return Call(_set, (self.tables, self.db.family, row), same, write=True)
+        return Call(_set, (self.tables, self.db.family, row), same, intent=Intent.WRITE)
 
     def delete(self, memory_type: str, key: str) -> bool:
         """Delete the entry; whether there was one (expired or not)."""
@@ -129,7 +129,7 @@ class ShortMemoryStore(Component):
         return await self._arun(self._delete(memory_type, key))
 
     def _delete(self, memory_type: str, key: str) -> Call[bool, bool]:
-        return Call(_delete, (self.tables, self._entry(memory_type, key)), same, write=True)
+        return Call(_delete, (self.tables, self._entry(memory_type, key)), same, intent=Intent.WRITE)
 
     def count(self, memory_type: str) -> int:
         """How many live (unexpired) entries `memory_type` has."""
@@ -151,7 +151,7 @@ class ShortMemoryStore(Component):
         return await self._arun(self._cleanup())
 
     def _cleanup(self) -> Call[int, int]:
-        return Call(_cleanup, (self.tables, self._clock()), same, write=True)
+        return Call(_cleanup, (self.tables, self._clock()), same, intent=Intent.WRITE)
 
     @staticmethod
     def _entry(memory_type: str, key: str) -> bytes:

@@ -39,7 +39,7 @@ from checkpoint_sql.core.tables import DEFAULT_PREFIX
 from checkpoint_sql.errors import ConfigurationError, InvalidArgumentError
 from checkpoint_sql.stores import namespaces, store_ops, vectors
 from checkpoint_sql.stores.checks import Clock, count_arg, json_object, preview, text_arg, utc_now
-from checkpoint_sql.stores.component import Call, Component, Target, same
+from checkpoint_sql.stores.component import Call, Component, Intent, Job, Target, same
 from checkpoint_sql.stores.filters import check_filter
 from checkpoint_sql.stores.memories import MemoryMethods
 from checkpoint_sql.stores.store_ops import Batch, Context, ListNamespaces, Put, Search
@@ -102,7 +102,7 @@ class SQLStore(MemoryMethods, Component, BaseStore):
         self._clock = clock
         self._ctx = Context(self.tables, self.db.family, None if self._index is None else self._index.scoring)
         lease = Lease(self.db, self.tables.leases, TTL_LEASE, ttl=TTL_LEASE_SECONDS)
-        self._sweeper = Sweeper("SQLStore", self.sweep_ttl, self.asweep_ttl, lease)
+        self._sweeper = Sweeper("SQLStore", self._sweep, lease)
 
     @classmethod
     def from_conn_string(cls, url: str | URL | None = None, **kwargs: Any) -> SQLStore:
@@ -131,10 +131,7 @@ class SQLStore(MemoryMethods, Component, BaseStore):
                 [embed.embed_query(q) for q in self._queries(batch)],
                 embed.embed_documents(t) if (t := self._texts(batch)) else [],
             )
-        outcome = self._run(self._batch_call(batch))
-        if outcome.refresh:
-            self._run(self._refresh(outcome, batch))
-        return outcome.results
+        return self._drive(self._batch_job(batch))
 
     async def _aexecute(self, batch: Batch) -> list[Result]:
         if self._index is not None:
@@ -145,18 +142,17 @@ class SQLStore(MemoryMethods, Component, BaseStore):
                 embed.aembed_documents(texts) if texts else _nothing(),
             )
             self._attach(batch, list(queries), documents)
-        outcome = await self._arun(self._batch_call(batch))
+        return await self._adrive(self._batch_job(batch))
+
+    def _batch_job(self, batch: Batch) -> Job[list[Result]]:
+        """The batch in one transaction; then, if it ran read-only and read items with a
+        TTL, their clocks restarted in a short write transaction of its own (SQLite
+        cannot turn a reader into a writer safely)."""
+        intent = Intent.WRITE if batch.write else Intent.READ
+        outcome: store_ops.Outcome = yield Call(store_ops.run_batch, (self._ctx, batch), same, intent=intent)
         if outcome.refresh:
-            await self._arun(self._refresh(outcome, batch))
+            yield Call(store_ops.refresh_ttl, (self._ctx, outcome.refresh, batch.now), same, intent=Intent.WRITE)
         return outcome.results
-
-    def _batch_call(self, batch: Batch) -> Call[store_ops.Outcome, store_ops.Outcome]:
-        return Call(store_ops.run_batch, (self._ctx, batch), same, write=batch.write)
-
-    def _refresh(self, outcome: store_ops.Outcome, batch: Batch) -> Call[None, None]:
-        """A read-only batch read items with a TTL: restart their clocks in a short write
-        transaction of its own (SQLite cannot turn a reader into a writer safely)."""
-        return Call(store_ops.refresh_ttl, (self._ctx, outcome.refresh, batch.now), same, write=True)
 
     @staticmethod
     def _queries(batch: Batch) -> list[str]:
@@ -367,7 +363,7 @@ class SQLStore(MemoryMethods, Component, BaseStore):
         return await self._arun(self._sweep())
 
     def _sweep(self) -> Call[int, int]:
-        return Call(store_ops.sweep, (self._ctx, self._clock()), same, write=True)
+        return Call(store_ops.sweep, (self._ctx, self._clock()), same, intent=Intent.WRITE)
 
     def start_ttl_sweeper(self, sweep_interval_minutes: float | None = None) -> concurrent.futures.Future[None]:
         """Sweep now and then every `sweep_interval_minutes` (default: the TTL config's,

@@ -10,8 +10,10 @@ simply expires."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
+from typing import Any
 
+from checkpoint_sql.core.calls import Call, Job, adrive, drive
 from checkpoint_sql.core.leases import Lease
 from checkpoint_sql.core.periodic import Periodic, Run
 
@@ -19,42 +21,33 @@ logger = logging.getLogger("checkpoint_sql.stores")
 
 
 class Sweeper(Periodic):
-    """Run `sweep` / `asweep` (each returns how many rows it removed) under `lease`,
+    """Run the call `sweep` makes (it returns how many rows it removed) under `lease`,
     started and stopped as a `Periodic`."""
 
-    def __init__(self, name: str, sweep: Callable[[], int], asweep: Callable[[], Awaitable[int]], lease: Lease) -> None:
+    def __init__(self, name: str, sweep: Callable[[], Call[Any, int]], lease: Lease) -> None:
         self._name = name
         self._sweep = sweep
-        self._asweep = asweep
+        """Makes the call that sweeps once, at each turn (the store reads its clock then)."""
         self.lease = lease
         self.skipped = 0
         """Sweeps not run because another process held the lease."""
         super().__init__(f"{name}-ttl-sweeper", self._turn, self._aturn, log=logger)
 
     def _turn(self, run: Run) -> None:
-        if not self.lease.acquire():
-            self._skip()
-            return
-        hold = 0.0
-        try:
-            removed = self._sweep()
-            hold = run.interval
-        finally:
-            self.lease.release(hold_for=hold)
-        logger.debug("%s: TTL sweep removed %d expired rows", self._name, removed)
+        self._swept(drive(self.lease.db, self._tick(run.interval)))
 
     async def _aturn(self, run: Run) -> None:
-        if not await self.lease.aacquire():
-            self._skip()
-            return
-        hold = 0.0
-        try:
-            removed = await self._asweep()
-            hold = run.interval
-        finally:
-            await self.lease.arelease(hold_for=hold)
-        logger.debug("%s: TTL sweep removed %d expired rows", self._name, removed)
+        self._swept(await adrive(self.lease.db, self._tick(run.interval)))
 
-    def _skip(self) -> None:
-        self.skipped += 1
-        logger.debug("%s: TTL sweep skipped: another process holds lease %r", self._name, self.lease.name)
+    def _tick(self, interval: float) -> Job[int | None]:
+        """One sweep, by whichever process holds the lease; a success keeps it for an
+        interval, so the fleet sweeps about once per interval."""
+        return self.lease.holding(self._sweep(), keep_for=interval)
+
+    def _swept(self, removed: int | None) -> None:
+        """Log a sweep's outcome: rows removed, or None when another process held the lease."""
+        if removed is None:
+            self.skipped += 1
+            logger.debug("%s: TTL sweep skipped: another process holds lease %r", self._name, self.lease.name)
+        else:
+            logger.debug("%s: TTL sweep removed %d expired rows", self._name, removed)

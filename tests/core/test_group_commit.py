@@ -15,6 +15,7 @@ import pytest
 import sqlalchemy as sa
 
 from checkpoint_sql import Database, SQLSaver
+from checkpoint_sql.core.intent import Intent
 from tests.helpers import checkpoint, config, count, put_chain
 
 
@@ -73,7 +74,7 @@ def test_a_failing_write_is_rolled_back_alone_and_only_its_caller_sees_the_error
 
     def write(value: str, fail: bool = False, pause: float = 0.0) -> None:
         try:
-            results[value] = notes_db.run(_insert, value, fail, pause, write=True, group=True)
+            results[value] = notes_db.run(_insert, value, fail, pause, intent=Intent.GROUPED_WRITE)
         except ValueError as exc:
             results[value] = exc
 
@@ -97,11 +98,11 @@ def test_a_failing_write_is_rolled_back_alone_and_only_its_caller_sees_the_error
 def test_threads_and_async_tasks_share_one_queue(notes_db: Database) -> None:
     async def async_writers() -> list[str]:
         return list(
-            await asyncio.gather(*(notes_db.arun(_insert, f"task-{i}", write=True, group=True) for i in range(20)))
+            await asyncio.gather(*(notes_db.arun(_insert, f"task-{i}", intent=Intent.GROUPED_WRITE) for i in range(20)))
         )
 
     threads = [
-        threading.Thread(target=notes_db.run, args=(_insert, f"thread-{i}"), kwargs={"write": True, "group": True})
+        threading.Thread(target=notes_db.run, args=(_insert, f"thread-{i}"), kwargs={"intent": Intent.GROUPED_WRITE})
         for i in range(20)
     ]
     for t in threads:
@@ -145,8 +146,8 @@ def test_an_async_write_waiting_for_the_lock_leaves_the_event_loop_free(tmp_path
 
 def test_a_cancelled_waiting_writer_neither_runs_nor_strands_the_queue(notes_db: Database) -> None:
     async def scenario() -> None:
-        doomed = asyncio.create_task(notes_db.arun(_insert, "cancelled", write=True, group=True))
-        after = asyncio.create_task(notes_db.arun(_insert, "after", write=True, group=True))
+        doomed = asyncio.create_task(notes_db.arun(_insert, "cancelled", intent=Intent.GROUPED_WRITE))
+        after = asyncio.create_task(notes_db.arun(_insert, "after", intent=Intent.GROUPED_WRITE))
         await asyncio.sleep(0.05)  # both are queued behind the slow writer
         doomed.cancel()
         await after
@@ -154,7 +155,7 @@ def test_a_cancelled_waiting_writer_neither_runs_nor_strands_the_queue(notes_db:
             await doomed
 
     slow = threading.Thread(
-        target=notes_db.run, args=(_insert, "slow", False, 0.3), kwargs={"write": True, "group": True}
+        target=notes_db.run, args=(_insert, "slow", False, 0.3), kwargs={"intent": Intent.GROUPED_WRITE}
     )
     slow.start()
     time.sleep(0.05)
@@ -165,7 +166,10 @@ def test_a_cancelled_waiting_writer_neither_runs_nor_strands_the_queue(notes_db:
 
 def test_writes_that_must_run_alone_get_their_own_transaction(notes_db: Database) -> None:
     statements = _count_statements(notes_db)
-    threads = [threading.Thread(target=notes_db.run, args=(_insert, f"v{i}"), kwargs={"write": True}) for i in range(5)]
+    threads = [
+        threading.Thread(target=notes_db.run, args=(_insert, f"v{i}"), kwargs={"intent": Intent.WRITE})
+        for i in range(5)
+    ]
     for t in threads:
         t.start()
     for t in threads:

@@ -29,6 +29,7 @@ from checkpoint_sql import (
     SQLSaver,
     ThreadNotFoundError,
 )
+from checkpoint_sql.core.intent import Intent
 from tests.faults import RecordedSleeps, retries_logged
 from tests.helpers import checkpoint, config
 
@@ -240,7 +241,7 @@ def test_one_policy_serves_anything_that_runs_one_transaction_per_call(tmp_path:
     write lock for 0.3 s while the store's busy timeout is 20 ms."""
     path = tmp_path / "store.db"
     db = Database(f"sqlite:///{path}", options=EngineOptions(busy_timeout=0.02))
-    db.run(lambda conn: conn.exec_driver_sql("CREATE TABLE notes (body TEXT)"), write=True)
+    db.run(lambda conn: conn.exec_driver_sql("CREATE TABLE notes (body TEXT)"), intent=Intent.WRITE)
     holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     holder.execute("BEGIN IMMEDIATE")
     threading.Timer(0.3, holder.execute, ("COMMIT",)).start()
@@ -249,7 +250,7 @@ def test_one_policy_serves_anything_that_runs_one_transaction_per_call(tmp_path:
         conn.execute(sa.text("INSERT INTO notes VALUES (:body)"), {"body": body})
 
     shared = RetryPolicy(max_retries=6, base_delay=0.05, jitter=0)
-    shared.call(db.run, add_note, "remember the milk", write=True)
+    shared.call(db.run, add_note, "remember the milk", intent=Intent.WRITE)
     assert db.run(lambda conn: conn.exec_driver_sql("SELECT body FROM notes").scalar()) == "remember the milk"
     holder.close()
     db.close()

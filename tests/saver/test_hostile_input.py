@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from langgraph.checkpoint.memory import InMemorySaver
 
 from checkpoint_sql import InvalidArgumentError, SQLSaver
+from checkpoint_sql.core.intent import Intent
 from checkpoint_sql.retry.transient import is_transient
 from tests.helpers import checkpoint, config, snapshot
 
@@ -149,6 +150,6 @@ def test_a_value_the_database_refuses_is_a_typed_error_never_retried(saver: SQLS
     else:
         operation, cause = _insert_out_of_range, sa.exc.DataError
     with pytest.raises(InvalidArgumentError, match=r"cannot be sent|refused a value") as raised:
-        saver.db.run(operation, write=True)
+        saver.db.run(operation, intent=Intent.WRITE)
     assert isinstance(raised.value.__cause__, cause)
     assert not is_transient(raised.value)

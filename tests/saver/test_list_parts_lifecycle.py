@@ -37,6 +37,7 @@ from checkpoint_sql import MissingPartsError, RetentionSweeper, SQLSaver
 from checkpoint_sql.core import migrate
 from checkpoint_sql.core.database import Database
 from checkpoint_sql.core.ids import key_of
+from checkpoint_sql.core.intent import Intent
 from checkpoint_sql.dialects.columns import payload as payload_type
 from checkpoint_sql.saver import elements, operations
 from checkpoint_sql.saver.statements import SaverStatements
@@ -493,7 +494,7 @@ def test_a_saver_stores_again_what_another_process_pruned_once_it_reads_the_thre
     other = Database(db_url)  # what `checkpoint-sql prune` in another process runs
     try:
         st = SaverStatements(saver.tables, other.family)
-        other.run(operations.prune_keep_latest, st, key_of("t"), write=True, snapshot=True)
+        other.run(operations.prune_keep_latest, st, key_of("t"), intent=Intent.SNAPSHOT_WRITE)
     finally:
         other.close()
     latest = saver.get_tuple(config("t"))  # as LangGraph does before each run
