@@ -539,13 +539,7 @@ class SQLSaver(BaseCheckpointSaver[str], DatabaseClient):
         thread; `dry_run` only reports. `override` picks a thread's own policy (or
         `EXEMPT`) from its latest metadata; `veto` may refuse a thread's deletion.
         See `checkpoint_sql.saver.retention`."""
-        policy = retention.RetentionPolicy.of(keep_last, older_than)
-        job = retention.job(self._st, policy, threads, dry_run=dry_run, progress=progress, override=override, veto=veto)
-        forget = elements.forgetting(None)
-        try:
-            return self._drive(job)
-        finally:
-            forget(None)
+        return self._drive(self._retention(keep_last, older_than, threads, dry_run, progress, override, veto))
 
     async def aretain(
         self,
@@ -558,11 +552,28 @@ class SQLSaver(BaseCheckpointSaver[str], DatabaseClient):
         override: retention.Override | None = None,
         veto: retention.Veto | None = None,
     ) -> retention.RetentionReport:
+        return await self._adrive(self._retention(keep_last, older_than, threads, dry_run, progress, override, veto))
+
+    def _retention(
+        self,
+        keep_last: int | None,
+        older_than: timedelta | str | None,
+        threads: Sequence[str] | None,
+        dry_run: bool,
+        progress: Progress | None,
+        override: retention.Override | None,
+        veto: retention.Veto | None,
+    ) -> Job[retention.RetentionReport]:
+        """The retention job, with every part cache of the process forgetting the threads
+        before and after it: the parts it deletes must not be left out by a later put."""
         policy = retention.RetentionPolicy.of(keep_last, older_than)
-        job = retention.job(self._st, policy, threads, dry_run=dry_run, progress=progress, override=override, veto=veto)
         forget = elements.forgetting(None)
         try:
-            return await self._adrive(job)
+            return (
+                yield from retention.job(
+                    self._st, policy, threads, dry_run=dry_run, progress=progress, override=override, veto=veto
+                )
+            )
         finally:
             forget(None)
 

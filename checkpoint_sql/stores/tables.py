@@ -82,6 +82,19 @@ def _time(name: str, *, nullable: bool = False) -> sa.Column[Any]:
     return sa.Column(name, UTCDateTime(), nullable=nullable)
 
 
+def _scoped_state(md: sa.MetaData, name: str, owner_key: str) -> sa.Table:
+    """State shared by every session of one app, or of one user (``app:``/``user:`` keys)."""
+    return sa.Table(
+        name,
+        md,
+        _key(owner_key, primary_key=True),
+        _key("state_key", primary_key=True),
+        sa.Column("key", long_text(), nullable=False),
+        sa.Column("value", JSONDocument(), nullable=True),
+        _time("updated_at"),
+    )
+
+
 def store_tables(prefix: str, schema: str | None = None) -> StoreTables:
     """Build the table metadata for `prefix` and `schema`."""
     check_prefix(prefix)
@@ -144,24 +157,8 @@ def store_tables(prefix: str, schema: str | None = None) -> StoreTables:
         sa.Column("state_delta", JSONDocument(), nullable=False),
         _time("created_at"),
     )
-    app_state = sa.Table(
-        f"{prefix}session_app_state",
-        md,
-        _key("app_key", primary_key=True),
-        _key("state_key", primary_key=True),
-        sa.Column("key", text(), nullable=False),
-        sa.Column("value", JSONDocument(), nullable=True),
-        _time("updated_at"),
-    )
-    user_state = sa.Table(
-        f"{prefix}session_user_state",
-        md,
-        _key("user_key", primary_key=True),
-        _key("state_key", primary_key=True),
-        sa.Column("key", text(), nullable=False),
-        sa.Column("value", JSONDocument(), nullable=True),
-        _time("updated_at"),
-    )
+    app_state = _scoped_state(md, f"{prefix}session_app_state", "app_key")
+    user_state = _scoped_state(md, f"{prefix}session_user_state", "user_key")
     summaries = sa.Table(
         f"{prefix}session_summaries",
         md,
