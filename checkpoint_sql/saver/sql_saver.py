@@ -3,7 +3,8 @@
 Every public method comes as a sync/async pair whose bodies are one line each: the
 work is described once by a `Call` (validate and serialize, which operation to run,
 how to turn its rows into the result), and `_run` / `_arun` execute it on the sync or
-the async engine (`calls.py`). The operations themselves live in `operations.py`.
+the async engine (`checkpoint_sql.core.calls`). The operations themselves live in
+`operations.py`.
 """
 
 from __future__ import annotations

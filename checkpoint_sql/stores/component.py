@@ -1,7 +1,7 @@
 """What the three companion stores share: the database they run on, their tables and
 their setup.
 
-A store method describes its work as a `Call` (`calls.py`) after validating its input,
+A store method describes its work as a `Call` (`checkpoint_sql.core.calls`) after validating its input,
 so a rejected call never reaches the database; `_run` and `_arun` execute the same
 `Call` on the sync or the async engine.
 """
