@@ -41,7 +41,7 @@ class Intent(Enum):
 
     GROUPED_WRITE = "grouped write"
     """A write that, on SQLite, may share one commit (and its fsync) with concurrent
-    writes of this process, each in a savepoint (`group_commit`); a `WRITE` elsewhere.
+    writes of this process (`group_commit`); a `WRITE` elsewhere.
     For the hot path's puts; long or bulk writes would hold up the whole group."""
 
     SNAPSHOT_WRITE = "snapshot write"

@@ -44,6 +44,7 @@ def test_concurrent_writers_share_commits_and_lose_nothing(tmp_path: Path) -> No
             t.join()
         assert count(saver, "checkpoints") == 8 * 30
         assert statements["COMMIT"] < 8 * 30, f"{statements['COMMIT']} commits for 240 puts: none shared"
+        assert statements["SAVEPOINT"] == 0, "writes sharing a commit cost no statement of their own"
 
 
 def _insert(conn: sa.Connection, value: str, fail: bool = False, pause: float = 0.0) -> str:
@@ -91,8 +92,29 @@ def test_a_failing_write_is_rolled_back_alone_and_only_its_caller_sees_the_error
     assert _values(notes_db) == ["a", "c", "slow"]
     assert results["a"] == "a" and results["c"] == "c"
     assert isinstance(results["b"], ValueError)
-    assert statements["SAVEPOINT"] == 3, "a, b and c ran in one transaction, each in a savepoint"
-    assert statements["COMMIT"] == 2, "one for 'slow', one shared by a, b and c"
+    assert statements["SAVEPOINT"] == 0, "a shared transaction costs no savepoint per write"
+    assert statements["ROLLBACK"] == 1, "the transaction a, b and c shared, undone when b failed"
+    assert statements["COMMIT"] == 3, "one for 'slow', then a and c again, each alone"
+
+
+def test_a_failing_async_write_is_rolled_back_alone_too(notes_db: Database) -> None:
+    """The same rule when the batch is led from the event loop: tasks queued behind a
+    slow write share its successor's transaction, and the one that fails costs the
+    others a transaction of their own, not their writes."""
+    statements = _count_statements(notes_db)
+
+    async def writers() -> list[Any]:
+        slow = asyncio.create_task(notes_db.arun(_insert, "slow", False, 0.3, intent=Intent.GROUPED_WRITE))
+        await asyncio.sleep(0.05)
+        statements.clear()
+        queued = [notes_db.arun(_insert, v, v == "b", intent=Intent.GROUPED_WRITE) for v in ("a", "b", "c")]
+        return list(await asyncio.gather(slow, *queued, return_exceptions=True))
+
+    slow, a, b, c = asyncio.run(writers())
+    assert (slow, a, c) == ("slow", "a", "c")
+    assert isinstance(b, ValueError)
+    assert _values(notes_db) == ["a", "c", "slow"]
+    assert statements["ROLLBACK"] == 1 and statements["COMMIT"] == 3 and statements["SAVEPOINT"] == 0
 
 
 def test_threads_and_async_tasks_share_one_queue(notes_db: Database) -> None:
