@@ -41,7 +41,7 @@ class _DialectForm:
             params = {**self.defaults, **params}
         if self.order is None:
             return params
-        return tuple(params[name] for name in self.order)
+        return tuple(map(params.__getitem__, self.order))
 
 
 class CompiledStatement:

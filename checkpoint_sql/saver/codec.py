@@ -13,6 +13,7 @@ path binds them on the DBAPI cursor directly (`core/compiled.py`).
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
@@ -164,11 +165,31 @@ def versions_json(versions: Mapping[str, Any]) -> str:
     render it exactly as the blob row's key (a JSON number would come out as
     ``1.1805916207174113e+21`` from SQLite for ``2**70``); a third element tells a
     number's type, so it reads back as the int or float that was put."""
-    pairs: list[list[str]] = []
-    for channel, version in versions.items():
-        text = version_text(version, check_name(channel, "channel name"))
-        pairs.append([channel, text] if isinstance(version, str) else [channel, text, type(version).__name__])
-    return canonical_json(pairs)
+    return "[" + ",".join([version_entry(channel, version)[1] for channel, version in versions.items()]) + "]"
+
+
+def version_entry(channel: Any, version: Any) -> tuple[str, str]:
+    """A checked channel name and version: the version's `version_text` and the pair's
+    member of `versions_json`.
+
+    Every put checks every channel's version, and most are the ones the previous
+    checkpoint had, so the answers for exact ``str`` channels and ``str`` or ``int``
+    versions (LangGraph's) are remembered, by type too (``typed``: ``1`` and ``"1"``
+    stay apart); floats are checked afresh, since ``0.0 == -0.0`` but their texts
+    differ, as is anything else, and a refusal is never remembered."""
+    if type(channel) is str and type(version) in _CACHEABLE_VERSIONS:
+        return _remembered_entry(channel, version)
+    return _entry(channel, version)
+
+
+def _entry(channel: Any, version: Any) -> tuple[str, str]:
+    text = version_text(version, check_name(channel, "channel name"))
+    pair = [channel, text] if isinstance(version, str) else [channel, text, type(version).__name__]
+    return text, canonical_json(pair)
+
+
+_CACHEABLE_VERSIONS = frozenset((str, int))
+_remembered_entry = functools.lru_cache(maxsize=4096, typed=True)(_entry)
 
 
 def _version_pairs(row: Versioned) -> list[tuple[str, Any]]:
@@ -277,8 +298,7 @@ def prepare_put(
     splits: dict[str, elements.Split] = {}
     view = view or elements.View(elements.digest_of, {})
     for channel, version in new_versions.items():
-        check_name(channel, "channel name")
-        version_key = version_text(version, channel)
+        version_key = version_entry(channel, version)[0]
         if channel not in values:
             continue
         data: bytes | None

@@ -11,6 +11,7 @@ walking a parent chain) are ordinary Core statements run through `Connection.exe
 from __future__ import annotations
 
 import math
+import operator
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -70,6 +71,7 @@ class RowsInsert:
     def __init__(self, family: Family, table: sa.Table, role: str, update: Sequence[str] | None) -> None:
         self.family, self.table, self.role, self.update = family, table, role, update
         self.columns = [c.name for c in table.columns]
+        self._values = operator.itemgetter(*self.columns)
         self._statements: dict[int, sa.Insert] = {}
         self._names: list[list[str]] = []
         self._renamed: dict[str, RowsInsert] = {}
@@ -107,7 +109,7 @@ class RowsInsert:
     def params(self, rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         params: dict[str, Any] = {}
         for i, row in enumerate(rows):
-            params.update(zip(self.names(i), (row[c] for c in self.columns), strict=True))
+            params.update(zip(self.names(i), self._values(row), strict=True))
         return params
 
 

@@ -44,6 +44,19 @@ def test_any_channel_version_reads_back_with_its_value_and_type(saver: SQLSaver,
         assert type(found.checkpoint["channel_versions"]["a"]) is type(version)
 
 
+def test_versions_that_compare_equal_keep_their_own_type_and_text(saver: SQLSaver) -> None:
+    """1, 1.0, True and "1" (and 0.0 and -0.0) are equal or hash alike in Python; a
+    checked version is remembered between puts, and none may come back as another."""
+    for thread, version in enumerate([1, "1", 1.0, 0.0, -0.0, 1, "1"]):
+        stored = saver.put(config(f"t{thread}"), checkpoint({"a": "x"}, {"a": version}), {}, {"a": version})
+        found = saver.get_tuple(stored)
+        assert found is not None and found.checkpoint["channel_values"] == {"a": "x"}
+        read = found.checkpoint["channel_versions"]["a"]
+        assert (type(read), repr(read)) == (type(version), repr(version))
+    with pytest.raises(InvalidArgumentError, match="version"):
+        saver.put(config("bool"), checkpoint({"a": "x"}, {"a": True}), {}, {"a": True})
+
+
 def test_an_unchanged_channel_keeps_its_value_through_later_checkpoints(saver: SQLSaver) -> None:
     first = saver.put(config("t"), checkpoint({"a": "x"}, {"a": 2**70}), {}, {"a": 2**70})
     second = saver.put(first, checkpoint({"a": "x", "b": 1}, {"a": 2**70, "b": 1e20}), {}, {"b": 1e20})
