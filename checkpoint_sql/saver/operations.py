@@ -23,7 +23,7 @@ from checkpoint_sql.errors import MissingPartsError, ThreadExistsError, ThreadNo
 from checkpoint_sql.saver import codec, elements
 from checkpoint_sql.saver.codec import KeyedVersions, Loaded, Parts, StoredValue
 from checkpoint_sql.saver.elements import PartCache
-from checkpoint_sql.saver.rows import BlobRow, CheckpointRow, PartRow, WriteRow
+from checkpoint_sql.saver.rows import BlobRow, CheckpointRow, WriteRow
 from checkpoint_sql.saver.statements import CHUNK, PART_BUCKETS, SaverStatements
 
 T = TypeVar("T")
@@ -31,6 +31,10 @@ T = TypeVar("T")
 READ_ATTEMPTS = 3
 """Reads of a checkpoint whose list parts went missing in between (deleted with it by
 another caller, between the read's statements) before `MissingPartsError`."""
+
+SCAN_MIN_PARTS = 64
+"""Parts a read must fetch from which one range scan of the namespace replaces the
+lookups by key (`_fetch_reached`)."""
 
 CHAIN_PAGE = 256
 """Ancestors read per recursive query when walking a parent chain (MySQL caps a
@@ -128,8 +132,23 @@ def _fetch_reached(
     cache: PartCache | None,
 ) -> list[list[bytes]] | None:
     """Fetch into `have` the pages, then the elements, that `manifests` reach: each
-    manifest's element digests in order, or None if a part is not stored."""
-    if not _fetch(link, st, namespace, {p for m in manifests for p in elements.pages_of(m)}, have, cache):
+    manifest's element digests in order, or None if a part is not stored.
+
+    Parts the cache does not hold are looked up by key, unless there are at least
+    `SCAN_MIN_PARTS` of them (a long conversation read by a process that did not
+    write it): then one range scan of the namespace takes them all at once, bounded
+    at twice what is needed, so that a namespace holding far more (an edited or
+    trimmed list keeps its old elements for older checkpoints) costs no more than
+    that; the lookups by key then fetch whatever the scan did not bring."""
+    pages = {p for m in manifests for p in elements.pages_of(m)}
+    tails = {d for m in manifests for d in elements.tail_of(m)}
+    if cache is not None:
+        cache.recall(namespace, (pages | tails) - have.keys(), have)
+    needed = len(pages - have.keys()) * (elements.PAGE + 1) + len(tails - have.keys())
+    if needed >= SCAN_MIN_PARTS:
+        params = {"tkey": namespace[0], "nkey": namespace[1], "limit": 2 * needed}
+        have.update(_parts(st.parts_of_namespace.rows(link, params)))
+    if not _fetch(link, st, namespace, pages, have, cache):
         return None
     orders = [elements.elements_of(m, have) for m in manifests]
     if not _fetch(link, st, namespace, {d for order in orders for d in order}, have, cache):
@@ -217,8 +236,13 @@ def _fetch(
     size = PART_BUCKETS[-1]
     for start in range(0, len(missing), size):
         statement, params = st.parts_params(*namespace, missing[start : start + size])
-        have.update((bytes(part.digest), bytes(part.data)) for part in map(PartRow._make, statement.rows(link, params)))
+        have.update(_parts(statement.rows(link, params)))
     return have.keys() >= wanted
+
+
+def _parts(rows: Iterable[Sequence[Any]]) -> Iterator[tuple[bytes, bytes]]:
+    """(digest, bytes) of each `PartRow`, as bytes whatever buffer the driver returns."""
+    return ((bytes(digest), bytes(data)) for digest, data in rows)
 
 
 def collect_parts(conn: Connection, st: SaverStatements, thread_key: bytes, ns_key: bytes) -> None:

@@ -142,6 +142,11 @@ class SaverStatements:
             for n in PART_BUCKETS
         }
         """A namespace's parts by digest, for each bucket size (see `parts_params`)."""
+        self.parts_of_namespace = CompiledStatement(
+            sa.select(*columns(pa, PartRow)).where(parts_here).limit(bindparam("limit"))
+        )
+        """At most ``limit`` parts of a namespace, in no particular order: one range scan
+        of the primary key where a long list would take hundreds of lookups by key."""
 
         # --- writing (hot path)
         self.checkpoint_upsert = RowsInsert(family, cp, "c", [c.name for c in cp.columns if not c.primary_key])

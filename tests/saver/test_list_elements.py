@@ -23,6 +23,7 @@ from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 
 from checkpoint_sql import MissingPartsError, SQLSaver
 from checkpoint_sql.core.ids import address_of, key_of
+from checkpoint_sql.core.links import Link
 from checkpoint_sql.saver import codec, elements
 from tests.graphs import agent_graph
 from tests.helpers import checkpoint, config, count, messages
@@ -194,6 +195,51 @@ def test_parts_deleted_with_a_thread_are_stored_again_by_the_same_saver(saver: S
     assert count(saver, "parts") == 0
     stored = _put_versions(saver, "t", [messages(6)])  # the same bytes: the saver must not skip them
     assert _read(saver, stored[-1]) == messages(6)
+
+
+class _PartReads:
+    """The statements a saver runs on the parts table, and how many rows each returns."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, table: str) -> None:
+        self.scans: list[int] = []
+        self.lookups: list[int] = []
+        run = Link._run
+
+        def recording(link: Link, sql: str, params: Any, *, fetch: bool) -> list[tuple[Any, ...]]:
+            rows = run(link, sql, params, fetch=fetch)
+            if f"FROM {table}" in sql:
+                (self.lookups if " IN (" in sql else self.scans).append(len(rows))
+            return rows
+
+        monkeypatch.setattr(Link, "_run", recording)
+
+
+def test_a_long_list_read_by_another_saver_takes_its_parts_in_one_scan(
+    saver: SQLSaver, db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lists = [messages(150), messages(200)]
+    stored = _put_versions(saver, "t", lists)
+    reads = _PartReads(monkeypatch, saver.tables.parts.name)
+    with SQLSaver.from_conn_string(db_url) as other:  # a process that did not write the thread
+        assert _read(other, stored[-1]) == lists[-1]
+        assert [t.checkpoint["channel_values"]["messages"] for t in other.list(config("t"))] == lists[::-1]
+    assert reads.scans == [count(saver, "parts")]  # every part, once; the list took them from memory
+    assert reads.lookups == []
+
+
+def test_a_scan_stops_at_twice_what_a_read_needs_and_the_rest_is_looked_up_by_key(
+    saver: SQLSaver, db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A namespace can hold far more parts than its latest list reaches (a list that
+    was trimmed keeps its old elements for the older checkpoints)."""
+    lists = [messages(400), messages(70, start=1000)]
+    stored = _put_versions(saver, "t", lists)
+    reads = _PartReads(monkeypatch, saver.tables.parts.name)
+    with SQLSaver.from_conn_string(db_url) as other:
+        assert _read(other, stored[-1]) == lists[-1]
+    needed = 2 * (elements.PAGE + 1) + 70 % elements.PAGE  # two pages and their elements, and the tail
+    assert reads.scans == [2 * needed] and count(saver, "parts") > 2 * needed
+    assert reads.lookups  # what the scan did not bring
 
 
 def test_a_checkpoint_whose_parts_were_deleted_behind_the_savers_back_is_an_error(saver: SQLSaver, db_url: str) -> None:
