@@ -246,6 +246,9 @@ class PartCache:
             self._bytes -= old.size
             if read is None:
                 return
+            if not fetched and old.by_digest.keys() == read.digests and read.latest >= old.latest.keys():
+                self._keep(namespace, old)  # the read found exactly what is known: nothing to forget
+                return
             kept = _Known()
             for d in read.digests:
                 data = fetched.get(d) or old.by_digest.get(d)

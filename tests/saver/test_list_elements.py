@@ -122,6 +122,21 @@ def test_only_msgpack_lists_large_enough_are_split() -> None:
     assert elements.split("msgpack", b"\x91" + b"\xc1" * 20_000) is None  # not msgpack: stays whole
 
 
+def test_the_part_cache_keeps_of_a_namespace_exactly_what_a_read_reaches() -> None:
+    cache, namespace = elements.PartCache(), (b"t" * 16, b"n" * 16)
+    old = elements.split("msgpack", SERDE.dumps_typed(messages(40))[1])
+    new = elements.split("msgpack", SERDE.dumps_typed(messages(40, start=100))[1])
+    assert old is not None and new is not None
+    cache.learn(namespace, {**old.parts, **new.parts}, {"messages": new})
+    both = set(old.parts) | set(new.parts)
+    cache.validate(namespace, elements.Reached(both, {"messages"}), {})  # all of it reached: all kept
+    assert cache.unknown(namespace, {**old.parts, **new.parts}) == {}
+    assert cache.view(namespace).latest == {"messages": new}
+    cache.validate(namespace, elements.Reached(set(new.parts), set()), {})  # the old list is no longer reached
+    assert cache.unknown(namespace, {**old.parts, **new.parts}) == old.parts
+    assert cache.view(namespace).latest == {}
+
+
 # --- through the saver, on every engine -----------------------------------------------
 
 
