@@ -33,6 +33,8 @@ from typing import Any, Protocol
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Dialect, Engine
 
+from checkpoint_sql.dialects.connections import opens_binary_cursors
+
 
 class Lender(Protocol):
     """Who lent a `Link` its DBAPI connection, and takes it back: SQLAlchemy's pool
@@ -46,7 +48,7 @@ class Lender(Protocol):
 class Link:
     """One DBAPI connection, for the duration of one operation."""
 
-    __slots__ = ("_batch", "_buffer", "_lender", "_owner", "dbapi_connection", "dialect", "invalidated")
+    __slots__ = ("_batch", "_binary", "_buffer", "_lender", "_owner", "dbapi_connection", "dialect", "invalidated")
 
     def __init__(
         self,
@@ -63,6 +65,7 @@ class Link:
         self._lender = lender
         self._owner = owner
         self._batch = batch
+        self._binary = opens_binary_cursors(dialect)
         self._buffer: list[tuple[str, Any]] | None = None
 
     @classmethod
@@ -148,7 +151,7 @@ class Link:
                 cursor.close()
 
     def _run(self, sql: str, params: Any, *, fetch: bool) -> list[tuple[Any, ...]]:
-        cursor = self.dbapi_connection.cursor()
+        cursor = self.dbapi_connection.cursor(binary=True) if self._binary else self.dbapi_connection.cursor()
         try:
             if params is None:
                 cursor.execute(sql)
