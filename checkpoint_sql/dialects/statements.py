@@ -118,12 +118,16 @@ def join_by_key(
     100, so a plain join of the blobs table on them was planned as a sequential scan
     and hash join: 2 ms per read at a few thousand blobs, growing with the table.
     A LATERAL subquery admits only a nested loop over the primary key; its OFFSET 0
-    keeps the planner from flattening it back into a plain join. SQLite and
+    keeps the planner from flattening it back into a plain join (written as a literal,
+    so that a prepared statement's generic plan knows it). SQLite and
     MariaDB already look each key up by the primary key (and MariaDB has no LATERAL).
     """
     if family == "postgresql":
         found = (
-            sa.select(table).where(*(table.c[c] == keys.c[c] for c in columns)).offset(0).lateral(f"{table.name}_found")
+            sa.select(table)
+            .where(*(table.c[c] == keys.c[c] for c in columns))
+            .offset(sa.literal_column("0", sa.Integer))
+            .lateral(f"{table.name}_found")
         )
         return keys.join(found, sa.true()), found
     return keys.join(table, sa.and_(*(table.c[c] == keys.c[c] for c in columns))), table
