@@ -129,8 +129,10 @@ class SaverStatements:
         self.page_columns = list(key_columns) if capabilities(family).page_holds_keys_only else self.row_columns
         """What a read's page CTE selects; `_with_children` adds the rest."""
         # LIMIT written as a literal: bound, PostgreSQL's generic plan of a prepared read
-        # cannot know it is 1, costs it higher than a custom one and so plans every call
-        # anew (0.5 ms more per get_tuple, seen after ANALYZE in the benchmark's runs).
+        # cannot know it is 1, and if that plan costs more than a custom one PostgreSQL
+        # plans every call anew. A benchmark run showed get_tuple (latest) at 2.5x the
+        # driver time of get_tuple (by id), the gap forced custom plans give; with the
+        # literal the two are equal. The cause was not reproduced in isolation.
         latest = (
             sa.select(*self.page_columns)
             .where(here)
